@@ -1,0 +1,23 @@
+"""Errors a user can cause. The CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, never as a traceback.
+
+    The message names the file (or argument), the problem and the fix:
+    ``"data.jsonl: no 'question' column; pass --question-column NAME"``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, where: str | None, problem: str, fix: str | None = None):
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = f"{self.where}: {self.problem}" if self.where else self.problem
+        return f"{text} ({self.fix})" if self.fix else text
