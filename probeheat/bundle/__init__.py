@@ -1,0 +1,51 @@
+"""probeheat's artifact bundles: folders of JSON metadata and safetensors tensors.
+
+The format is specified in artifacts/FORMAT.md. Opening a bundle reads only manifest.json;
+metadata, records and tensors are read when asked for, one layer at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .base import Bundle, BundleWriter, read_manifest
+from .grid import GeneralizationBundle, GridBundle, write_generalization, write_grid
+from .manifest import FORMAT_NAME, FORMAT_VERSION
+from .run import RunAlreadyComplete, RunBundle, RunWriter, tensor_name
+from .verify import verify_bundle
+
+KIND_CLASSES: dict[str, type[Bundle]] = {
+    "run": RunBundle,
+    "grid": GridBundle,
+    "generalization": GeneralizationBundle,
+}
+
+
+def open_bundle(path: str | Path) -> Bundle:
+    """Open any bundle kind; raises UserError (one line) for anything that is not a sound bundle."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    return KIND_CLASSES[manifest["kind"]](root, manifest)
+
+
+def _open_kind(path: str | Path, kind: str, fix: str) -> Bundle:
+    bundle = open_bundle(path)
+    if bundle.kind != kind:
+        raise UserError(str(path), f"is a {bundle.kind} bundle, not a {kind} bundle", fix)
+    return bundle
+
+
+def open_run(path: str | Path) -> RunBundle:
+    return _open_kind(path, "run", "pass a run bundle written by `probeheat run`")
+
+
+def open_grid(path: str | Path) -> GridBundle:
+    return _open_kind(path, "grid", "pass a grid bundle written by `probeheat probe`")
+
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "Bundle", "BundleWriter", "RunBundle", "RunWriter",
+    "RunAlreadyComplete", "GridBundle", "GeneralizationBundle", "open_bundle", "open_run",
+    "open_grid", "write_grid", "write_generalization", "verify_bundle", "tensor_name",
+]

@@ -1,0 +1,107 @@
+"""manifest.json: what a bundle is, which version wrote it, and a checksum of every file.
+
+Only the standard library is used here so that reading a manifest is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from ..errors import UserError
+
+FORMAT_NAME = "probeheat-bundle"
+FORMAT_VERSION = "1.0"
+MANIFEST = "manifest.json"
+KINDS = ("run", "grid", "generalization")
+# Readers only ever open these file types; anything else in a bundle is reported, never loaded.
+ALLOWED_SUFFIXES = (".json", ".safetensors")
+
+DAMAGED_FIX = "the bundle is damaged: copy it again or re-create it"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_version(text: object, where: str) -> tuple[int, int]:
+    try:
+        major, minor = str(text).split(".")
+        return int(major), int(minor)
+    except ValueError:
+        raise UserError(where, f"format_version {text!r} is not MAJOR.MINOR", DAMAGED_FIX) from None
+
+
+def check_member(name: object, root: Path, where: str) -> Path:
+    """Return the path of a manifest entry, refusing names that leave the bundle."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise UserError(where, f"file entry {name!r} is not a relative path", DAMAGED_FIX)
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts or name.startswith("~"):
+        raise UserError(where, f"file entry {name!r} points outside the bundle; refusing to read it",
+                        "only use bundles from sources you trust")
+    if pure.suffix not in ALLOWED_SUFFIXES:
+        raise UserError(where, f"file entry {name!r} has a type probeheat never loads "
+                        f"(allowed: {', '.join(ALLOWED_SUFFIXES)})", DAMAGED_FIX)
+    path = root / pure
+    if root.resolve() not in path.resolve().parents:
+        raise UserError(where, f"file entry {name!r} resolves outside the bundle (symlink?)",
+                        "only use bundles from sources you trust")
+    return path
+
+
+def load_manifest_json(root: Path) -> dict:
+    """Read manifest.json as written on disk (any version), with one-line errors."""
+    if not root.exists():
+        raise UserError(str(root), "no such file or directory", "check the path")
+    if not root.is_dir():
+        raise UserError(str(root), "not a bundle: bundles are folders holding manifest.json",
+                        "pass the bundle folder")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise UserError(str(root), "not a probeheat bundle: no manifest.json",
+                        "pass a folder written by `probeheat run` or `probeheat probe`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(str(path), "manifest is not UTF-8 text", DAMAGED_FIX) from None
+    except json.JSONDecodeError as exc:
+        raise UserError(str(path), f"invalid JSON (line {exc.lineno}: {exc.msg})", DAMAGED_FIX) from None
+    if not isinstance(manifest, dict):
+        raise UserError(str(path), "manifest is not a JSON object", DAMAGED_FIX)
+    return manifest
+
+
+def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: str) -> dict:
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        if name == MANIFEST:
+            continue
+        files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "id": bundle_id,
+        "created": created,
+        "writer": writer,
+        "files": files,
+    }
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write JSON through a temporary name and a rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

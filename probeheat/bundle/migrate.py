@@ -1,0 +1,70 @@
+"""Upgrading manifests written by older probeheat versions.
+
+Each step is one function that takes a manifest of major version N (as a dict, with the
+bundle folder for context) and returns the equivalent manifest of version N+1. Steps run
+in memory only: reading a bundle never rewrites it on disk.
+
+Version 0 is the development layout used before the first release: the manifest said
+``"probeheat_format": 0`` and ``"type"`` instead of ``format``/``format_version``/``kind``,
+and listed ``"checksums": {path: sha256}`` without sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+from .manifest import DAMAGED_FIX, FORMAT_NAME, FORMAT_VERSION, check_member, parse_version
+
+CURRENT_MAJOR = parse_version(FORMAT_VERSION, "probeheat")[0]
+
+
+def v0_to_v1(manifest: dict, root: Path) -> dict:
+    where = str(root / "manifest.json")
+    checksums = manifest.get("checksums")
+    if not isinstance(checksums, dict) or "type" not in manifest:
+        raise UserError(where, "version 0 manifest lacks 'type' or 'checksums'", DAMAGED_FIX)
+    files = {}
+    for name, digest in checksums.items():
+        path = check_member(name, root, where)
+        size = path.stat().st_size if path.is_file() else -1
+        files[name] = {"sha256": digest, "size": size}
+    return {
+        "format": FORMAT_NAME,
+        "format_version": "1.0",
+        "kind": manifest["type"],
+        "id": manifest.get("id", root.name),
+        "created": manifest.get("created", ""),
+        "writer": manifest.get("writer", "probeheat <0.1"),
+        "files": files,
+        "migrated_from": "0",
+    }
+
+
+# MIGRATIONS[n] upgrades major version n to n+1.
+MIGRATIONS: dict[int, Callable[[dict, Path], dict]] = {0: v0_to_v1}
+
+
+def manifest_major(manifest: dict, where: str) -> int:
+    if "probeheat_format" in manifest and "format" not in manifest:
+        return int(manifest["probeheat_format"])
+    if manifest.get("format") != FORMAT_NAME:
+        raise UserError(where, f"format is {manifest.get('format')!r}, not {FORMAT_NAME!r}",
+                        "this folder was not written by probeheat")
+    return parse_version(manifest.get("format_version"), where)[0]
+
+
+def upgrade(manifest: dict, root: Path) -> dict:
+    """Return the manifest in the current major version, or refuse a newer one."""
+    where = str(root / "manifest.json")
+    major = manifest_major(manifest, where)
+    if major > CURRENT_MAJOR:
+        raise UserError(where, f"format_version {manifest.get('format_version')} is newer than this "
+                        f"probeheat reads ({CURRENT_MAJOR}.x)", "upgrade probeheat: pip install -U probeheat")
+    while major < CURRENT_MAJOR:
+        if major not in MIGRATIONS:
+            raise UserError(where, f"no migration from format version {major}", "upgrade probeheat")
+        manifest = MIGRATIONS[major](manifest, root)
+        major += 1
+    return manifest
