@@ -125,7 +125,8 @@ def read_manifest(root: Path) -> dict:
 def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     """Write a safetensors file through a temporary name and a rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
+    # np.ascontiguousarray would turn 0-d arrays into 1-d ones
+    save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp))
     os.replace(tmp, path)
 
 

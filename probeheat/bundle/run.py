@@ -99,10 +99,12 @@ class RunBundle(Bundle):
         """1 where the model's answer was correct, 0 where it was not, in records() order."""
         return np.array([1 if r["correct"] else 0 for r in self.records()], dtype=np.int8)
 
-    def read_layer(self, layer: int, site: str = "resid") -> tuple[np.ndarray, np.ndarray]:
-        """Hidden states [n, P, d] (float32) and the position mask [n, P] of one layer.
+    def read_layer(self, layer: int, site: str = "resid", *, as_float32: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden states [n, P, d] and the position mask [n, P] of one layer.
 
         Reads only that layer's tensor from each shard (safetensors memory-maps the rest).
+        Values come back as float32 unless ``as_float32=False`` (then in the stored dtype).
         """
         if site not in self.sites or layer not in self.sites[site]:
             raise UserError(str(self.path), f"run has no {site} layer {layer}",
@@ -112,7 +114,8 @@ class RunBundle(Bundle):
         for stem in self.shards:
             path = self.member(f"{stem}.safetensors")
             with open_tensors(path) as f:
-                xs.append(get_tensor(f, name, path).astype(np.float32))
+                x = get_tensor(f, name, path)
+                xs.append(x.astype(np.float32) if as_float32 else x)
                 masks.append(get_tensor(f, "mask", path).astype(bool))
         order = self._order[1]
         return np.concatenate(xs)[order], np.concatenate(masks)[order]
