@@ -1,0 +1,70 @@
+"""`probeheat run`: a model answers a QA dataset; hidden states at named positions are saved."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HELP = "answer a QA dataset with a model and capture hidden states at every layer"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="built-in name, local HF folder, .gguf file or hub id (default: %(default)s)")
+    p.add_argument("--dataset", default="world-facts",
+                   help="world-facts, a .jsonl/.csv/.parquet file, or hf:NAME[:CONFIG] (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="run bundle folder to write")
+    p.add_argument("--limit", type=int, help="use the first N questions after the seeded shuffle")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default: %(default)s)")
+    p.add_argument("--positions", default="default",
+                   help="comma list of positions, e.g. last_q,exact_answer_last,-1 or "
+                        "exact_answer_last+2 (default: the study's 15)")
+    p.add_argument("--template", default="auto",
+                   help="auto, chat, qa (`Q: {question}\\nA:`) or a string with {question}")
+    p.add_argument("--few-shot", type=int, default=0, help="number of few-shot examples")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--shard-size", type=int, default=128, help="examples per shard file")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype")
+    p.add_argument("--store-dtype", default="auto",
+                   help="dtype of stored activations: auto (float16 for float32 runs, else the "
+                        "compute dtype), float32, float16, bfloat16")
+    p.add_argument("--device-map", default=None, choices=["auto"],
+                   help="spread a model larger than one GPU over the visible GPUs")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--capture", default="generate", choices=["generate", "reforward"],
+                   help="capture during generation (default) or in a second forward pass")
+    p.add_argument("--sites", default="resid", help="comma list of resid, mlp, attn")
+    p.add_argument("--grader", help="grader name (default: the dataset's)")
+    p.add_argument("--extractor-model",
+                   help="model that extracts the exact answer of wrong answers ('self' = the same)")
+    p.add_argument("--question-column", default="question")
+    p.add_argument("--answers-column", default="answers")
+    p.add_argument("--id-column")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args) -> int:
+    from ..runner import RunConfig
+    from ..runner import run as do_run
+
+    cfg = RunConfig(
+        out=args.out, model=args.model, dataset=args.dataset, limit=args.limit, seed=args.seed,
+        positions=[p.strip() for p in args.positions.split(",") if p.strip()],
+        template=args.template, few_shot=args.few_shot, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+        dtype=args.dtype, store_dtype=args.store_dtype, device_map=args.device_map,
+        trust_remote_code=args.trust_remote_code, revision=args.revision, capture=args.capture,
+        sites=[s.strip() for s in args.sites.split(",") if s.strip()], grader=args.grader,
+        extractor_model=args.extractor_model, question_column=args.question_column,
+        answers_column=args.answers_column, id_column=args.id_column, resume=args.resume,
+        overwrite=args.overwrite, quiet=args.quiet, threads=args.threads,
+    )
+    do_run(cfg, argv=["probeheat", *sys.argv[1:]])
+    return 0
