@@ -1,0 +1,125 @@
+"""`probeheat export`: publication figures (PNG, PDF, SVG) of grid and generalization bundles."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..errors import UserError
+
+HELP = "Write a publication figure (.png/.pdf/.svg) of a grid or generalization bundle."
+
+EPILOG = """\
+examples:
+  probeheat export runs/grid -o fig.pdf
+  probeheat export runs/grid -o fig.png --highlight 4:28,first_answer:-1 --mark-best
+  probeheat export runs/grid -o fig.svg --positions last_q,exact_answer_first:exact_answer_after_last,-8:-1
+  probeheat export runs/grid_a --diff runs/grid_b -o diff.pdf
+  probeheat export m1_tqa m1_hqa m2_tqa m2_hqa -o all.pdf --panels 2x2 --panel-titles A,B,C,D
+  probeheat export runs/generalization -o gen.pdf
+
+Ranges are inclusive and follow the grid's column order: --layers 0:16 is layers 0..16,
+first_answer:-1 runs from first_answer to the last column named -1. Existing files are
+replaced; a failed export leaves the old file (or nothing) in place."""
+
+GRID_ONLY = ("positions", "layers", "highlight", "diff", "mark_best", "panels", "panel_titles",
+             "metric", "annotate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    if hasattr(parser, "_negative_number_matcher"):
+        # Python < 3.13 reads `--positions -8:-1` as an unknown option; no option of ours
+        # looks like -N, so values starting with -N are always values (3.13 does this itself).
+        parser._negative_number_matcher = re.compile(r"^-\d[-\w:,.]*$")
+    parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
+                        help="grid bundle(s) from `probeheat probe`, or one generalization bundle")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
+                        help="figure file; the extension picks the format: .png, .pdf or .svg")
+    look = parser.add_argument_group("look")
+    look.add_argument("--metric", default=None, help="grid metric to plot (default: auc)")
+    look.add_argument("--positions", help="columns to show, in this order: comma list, "
+                      "ranges like first_answer:-1 allowed (default: all, grid order)")
+    look.add_argument("--layers", help="rows to show: 0:16 (inclusive), 8:, or 0,4,8 (default: all)")
+    look.add_argument("--width", default=None, help="single (3.25 in), double (6.75 in) or inches "
+                      "(default: single; double for several grids)")
+    look.add_argument("--height", type=float, default=None, metavar="INCHES",
+                      help="override the height derived from the grid's shape")
+    look.add_argument("--vmin", type=float, default=None, help="colour scale minimum (default 0.5)")
+    look.add_argument("--vmax", type=float, default=None, help="colour scale maximum (default 1.0)")
+    look.add_argument("--annotate", action="store_true", help="print each cell's value in it")
+    look.add_argument("--mark-best", action="store_true", help="outline the highest cell")
+    look.add_argument("--highlight", action="append", default=[], metavar="LAYERS,POSITIONS",
+                      help="draw a box, e.g. 4:28,first_answer:-1 (repeatable)")
+    look.add_argument("--title", default=None, help="figure title")
+    look.add_argument("--xlabel", default=None, help='x-axis title (default "Token")')
+    look.add_argument("--ylabel", default=None, help='y-axis title (default "Layer")')
+    look.add_argument("--dpi", type=int, default=200, help="PNG resolution (default 200)")
+    more = parser.add_argument_group("comparisons")
+    more.add_argument("--diff", type=Path, metavar="OTHER_GRID",
+                      help="plot GRID - OTHER_GRID on their shared layers and positions")
+    more.add_argument("--panels", metavar="ROWSxCOLS",
+                      help="arrange several grids, e.g. 2x3 (default: one row)")
+    more.add_argument("--panel-titles", metavar="A,B,...", help="one title per grid")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import open_bundle, open_grid
+    from ..figures import output_format
+
+    output_format(args.output)  # refuse a bad path before reading any bundle
+    bundles = [open_bundle(p) for p in args.bundles]
+    kinds = {b.kind for b in bundles}
+    if kinds == {"generalization"}:
+        out = _export_generalization(bundles, args)
+    elif kinds == {"grid"}:
+        diff = open_grid(args.diff) if args.diff else None
+        out = _export_grids(bundles, diff, args)
+    else:
+        odd = next(b for b in bundles if b.kind != "grid")
+        raise UserError(str(odd.path), f"is a {odd.kind} bundle",
+                        "export takes grid bundles (from `probeheat probe`) or one "
+                        "generalization bundle")
+    print(out)
+    return 0
+
+
+def _labels(args, x: str, y: str) -> dict:
+    return {"xlabel": x if args.xlabel is None else args.xlabel,
+            "ylabel": y if args.ylabel is None else args.ylabel}
+
+
+def _export_grids(grids: list, diff, args) -> Path:
+    from ..figures import export_grid, export_panels
+
+    common = dict(metric=args.metric or "auc", positions=args.positions, layers=args.layers,
+                  height=args.height, vmin=args.vmin, vmax=args.vmax, annotate=args.annotate,
+                  mark_best=args.mark_best, highlights=args.highlight, title=args.title,
+                  dpi=args.dpi, **_labels(args, "Token", "Layer"))
+    if len(grids) == 1 and not args.panels and not args.panel_titles:
+        return export_grid(grids[0], args.output, width=args.width or "single", diff=diff,
+                           **common)
+    if diff is not None:
+        raise UserError("--diff", "compares exactly one grid with another",
+                        "pass one GRID with --diff OTHER_GRID")
+    titles = [t.strip() for t in args.panel_titles.split(",")] if args.panel_titles else None
+    return export_panels(grids, args.output, panels=args.panels, panel_titles=titles,
+                         width=args.width or "double", **common)
+
+
+def _export_generalization(bundles: list, args) -> Path:
+    from ..figures import export_generalization
+
+    if len(bundles) > 1:
+        raise UserError(str(bundles[1].path), "only one generalization bundle per figure",
+                        "export them one at a time")
+    used = [f"--{n.replace('_', '-')}" for n in GRID_ONLY if getattr(args, n) not in (None, False, [])]
+    if used:
+        raise UserError(used[0], "applies to grid bundles, not to a generalization matrix",
+                        "leave it out (the matrix is always annotated)")
+    return export_generalization(bundles[0], args.output, width=args.width or "single",
+                                 height=args.height, vmin=args.vmin, vmax=args.vmax,
+                                 title=args.title, dpi=args.dpi,
+                                 **_labels(args, "Test dataset", "Train dataset"))
