@@ -1,0 +1,125 @@
+"""The viewer application: decides the first screen from the paths it was given.
+
+Imports numpy, safetensors and textual only; never torch, transformers or matplotlib
+(matplotlib is imported by the export action, on first use).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from probeheat.bundle import open_bundle
+from probeheat.errors import UserError
+
+from .browser import BrowserScreen
+from .heatmap_screen import HeatmapScreen
+from .model import GridModel
+from .screens import MIN_HEIGHT, MIN_WIDTH, MessageScreen, RunScreen, TooSmallScreen
+
+DEFAULT_ROOT = Path("artifacts")
+
+
+class ViewerApp(App):
+    """`probeheat view`: browse bundles, look at grids, export figures."""
+
+    TITLE = "probeheat view"
+    CSS_PATH = "viewer.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit")]
+
+    def __init__(self, paths: list[Path] | None = None, *, root: Path = DEFAULT_ROOT,
+                 metric: str | None = None, vmin: float = 0.5, vmax: float = 1.0) -> None:
+        super().__init__()
+        self.paths = [Path(p) for p in paths or []]
+        self.root = root
+        self.options = dict(metric=metric, vmin=vmin, vmax=vmax)
+
+    def on_mount(self) -> None:
+        for screen in self.first_screens():
+            self.push_screen(screen)
+        self.check_size()
+
+    def first_screens(self) -> list:
+        """Screens to open with, bottom first; bad input becomes a message screen."""
+        if not self.paths:
+            return [self.browser(self.root)]
+        if len(self.paths) == 1 and self.paths[0].is_dir() \
+                and not (self.paths[0] / "manifest.json").exists():
+            return [self.browser(self.paths[0])]
+        bundles, problems = [], []
+        for path in self.paths:
+            try:
+                bundles.append(open_bundle(path))
+            except UserError as exc:
+                problems.append(exc.line())
+        grids = [b for b in bundles if b.kind == "grid"]
+        runs = [b for b in bundles if b.kind == "run"]
+        screens: list = []
+        if problems:
+            screens.append(MessageScreen("Cannot open", problems))
+        if runs and not grids:
+            screens.append(RunScreen(runs[0]))
+        elif grids:
+            try:
+                screens.append(self.heatmap(grids))
+            except UserError as exc:
+                screens.append(MessageScreen("Cannot open", [exc.line()]))
+        elif not problems:
+            kinds = ", ".join(sorted({b.kind for b in bundles}))
+            screens.append(MessageScreen("Nothing to view", [f"{kinds} bundles have no heatmap"]))
+        return screens
+
+    def browser(self, root: Path):
+        if not root.exists():
+            return MessageScreen("Cannot open", [UserError(str(root), "no such folder",
+                                 "pass a folder of bundles, e.g. probeheat view artifacts/")
+                                 .line()])
+        return BrowserScreen(root)
+
+    def heatmap(self, grids, candidates=None) -> HeatmapScreen:
+        names = _short_names([g.path for g in grids])
+        models = [GridModel(g, name) for g, name in zip(grids, names, strict=True)]
+        for model in models:  # read now, so a damaged grid is a message, not a crash later
+            model.values("auc" if "auc" in model.metrics else model.metrics[0])
+        return HeatmapScreen(models, candidates=candidates, **self.options)
+
+    def open_grids(self, grids, candidates=None) -> None:
+        try:
+            screen = self.heatmap(grids, candidates)
+        except UserError as exc:
+            self.notify(exc.line(), severity="error", timeout=8)
+            return
+        self.push_screen(screen)
+
+    def open_run(self, run) -> None:
+        self.push_screen(RunScreen(run))
+
+    # -- terminal size --------------------------------------------------------------------
+
+    def on_resize(self, event) -> None:
+        self.check_size()
+
+    def check_size(self) -> None:
+        width, height = self.size
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        top = self.screen_stack[-1] if self.screen_stack else None
+        if small and not isinstance(top, TooSmallScreen):
+            self.push_screen(TooSmallScreen())
+        elif small:
+            top.show_size()
+        elif isinstance(top, TooSmallScreen):
+            self.pop_screen()
+
+
+def _short_names(paths: list[Path]) -> list[str]:
+    """Folder names, with the parent added where two grids share a name."""
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def run_viewer(paths: list[Path], **options) -> int:
+    ViewerApp(paths, **options).run()
+    return 0

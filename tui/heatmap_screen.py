@@ -1,0 +1,390 @@
+"""The heatmap screen: one or more grids (as tabs), colour bar, status line and actions."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tab, Tabs
+
+from probeheat.bundle import open_grid
+from probeheat.errors import UserError
+
+from .commands import ScreenCommands
+from .heatmap import Box, ColorBar, HeatFrame, HeatmapView, box_of
+from .model import GridModel, best_index, cell_detail, diff_values
+from .screens import PickScreen, PromptScreen, TextScreen, detail_text
+
+RANGE_STEP = 0.05
+DIFF_SPAN = 0.1
+
+
+@dataclass
+class GridState:
+    """What a tab remembers: the grid and how it is being looked at."""
+
+    model: GridModel
+    metric: str
+    vmin: float = 0.5
+    vmax: float = 1.0
+    show_values: bool = False
+    regions: list[Box] = field(default_factory=list)
+    cursor: tuple[int, int] = (0, 0)
+    diff: GridModel | None = None
+    diff_span: float = DIFF_SPAN
+
+
+class HeatmapScreen(Screen):
+    COMMANDS = {ScreenCommands}
+    BINDINGS = [
+        Binding("slash", "jump", "Jump", id="heatmap.jump",
+                tooltip="Go to a layer (number) or a position (name or prefix)"),
+        Binding("n", "toggle_values", "Values", id="heatmap.values",
+                tooltip="Show or hide the value (x100) in each cell"),
+        Binding("m", "next_metric", "Metric", id="heatmap.metric",
+                tooltip="Switch to the grid's next metric"),
+        Binding("left_square_bracket", "range(-1)", "Range -", show=False,
+                id="heatmap.range-down", tooltip="Lower the colour range's start"),
+        Binding("right_square_bracket", "range(1)", "Range +", show=False,
+                id="heatmap.range-up", tooltip="Raise the colour range's start"),
+        Binding("left_curly_bracket", "range_top(-1)", "Range top -", show=False,
+                id="heatmap.range-top-down", tooltip="Lower the colour range's end"),
+        Binding("right_curly_bracket", "range_top(1)", "Range top +", show=False,
+                id="heatmap.range-top-up", tooltip="Raise the colour range's end"),
+        Binding("d", "diff", "Diff", id="heatmap.diff",
+                tooltip="Colour by this grid minus another (press again to stop)"),
+        Binding("r", "region", "Region", id="heatmap.region",
+                tooltip="Mark a region: r at one corner, move, r at the other"),
+        Binding("x", "clear_regions", "Clear regions", show=False,
+                id="heatmap.clear-regions", tooltip="Remove all marked regions"),
+        Binding("e", "export", "Export", id="heatmap.export",
+                tooltip="Write the current view as a PNG or PDF figure"),
+        Binding("question_mark", "help", "Help", id="heatmap.help"),
+        Binding("escape", "back", "Back", show=False, id="heatmap.back"),
+        Binding("q", "app.quit", "Quit", id="heatmap.quit"),
+    ]
+
+    def __init__(self, models: list[GridModel], *, metric: str | None = None, vmin: float = 0.5,
+                 vmax: float = 1.0, candidates=None) -> None:
+        super().__init__()
+        self.states = [GridState(m, metric if metric in m.metrics else _first_metric(m),
+                                 vmin, vmax) for m in models]
+        self.active = 0
+        # other grids on offer for a diff: a callable returning [(label, path)], e.g. the browser's
+        self.candidates = candidates or (lambda: [])
+
+    @property
+    def state(self) -> GridState:
+        return self.states[self.active]
+
+    @property
+    def view(self) -> HeatmapView:
+        return self.query_one(HeatmapView)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        if len(self.states) > 1:
+            yield Tabs(*[Tab(s.model.name, id=f"grid-{i}") for i, s in enumerate(self.states)])
+        with Horizontal(id="grid-area"):
+            yield HeatmapView()
+            yield ColorBar()
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_state()
+        self.view.focus()
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def frame_of(self, state: GridState) -> HeatFrame:
+        model = state.model
+        common = dict(row_labels=[str(x) for x in model.layers], col_names=model.positions,
+                      show_values=state.show_values, regions=tuple(state.regions))
+        if state.diff is not None:
+            values = diff_values(model, state.diff, state.metric)
+            return HeatFrame(values, ramp="RdBu", vmin=-state.diff_span, vmax=state.diff_span,
+                             diff=True, **common)
+        values = model.values(state.metric)
+        return HeatFrame(values, vmin=state.vmin, vmax=state.vmax, best=best_index(values),
+                         **common)
+
+    def show_state(self) -> None:
+        state = self.state
+        frame = self.frame_of(state)
+        self.view.set_frame(frame)
+        self.view.move_to(*state.cursor)
+        bar = self.query_one(ColorBar)
+        title = state.metric.upper() + (" A-B" if state.diff is not None else "")
+        bar.configure(title, frame.ramp, frame.vmin, frame.vmax)
+        self.update_title()
+        self.update_status()
+
+    def update_title(self) -> None:
+        state = self.state
+        text = f" {state.model.title} · {state.metric} · range {self._range_text()}"
+        if state.diff is not None:
+            text += f" · diff vs {state.diff.name}"
+        best = best_index(state.model.values(state.metric))
+        if best is not None and state.diff is None:
+            value = state.model.values(state.metric)[best]
+            text += f" · best {value:.3f} L{state.model.layers[best[0]]} " \
+                    f"{state.model.positions[best[1]]}"
+        if state.regions:
+            text += f" · {len(state.regions)} region(s)"
+        self.query_one("#title", Static).update(text)
+
+    def _range_text(self) -> str:
+        state = self.state
+        if state.diff is not None:
+            return f"±{state.diff_span:.2f}"
+        return f"{state.vmin:.2f}-{state.vmax:.2f}"
+
+    def update_status(self, cell: tuple[int, int] | None = None) -> None:
+        state, view = self.state, self.view
+        row, col = cell or (view.cursor_row, view.cursor_col)
+        model = state.model
+        layer, position = model.layers[row], model.positions[col]
+        value = float(view.frame.values[row, col])
+        parts = [f" L{layer}", position]
+        if state.diff is not None:
+            a = float(model.values(state.metric)[row, col])
+            parts.append(f"A-B {_fmt(value, signed=True)} (A {_fmt(a)})")
+        else:
+            parts.append(f"{state.metric} {_fmt(value)}")
+            interval = model.interval(state.metric, row, col)
+            if interval:
+                parts[-1] += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+        counts = model.counts
+        if "n_test" in counts:
+            parts.append(f"n {int(counts['n_test'][row, col])}")
+        reason = model.reasons.get((layer, position))
+        if math.isnan(value) and reason:
+            parts.append(f"no probe: {reason}")
+        if view.anchor is not None:
+            parts.append("r: mark the other corner")
+        self.query_one("#status", Static).update(" · ".join(parts))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_heatmap_view_cursor_moved(self, event: HeatmapView.CursorMoved) -> None:
+        self.state.cursor = (event.row, event.col)
+        self.update_status()
+
+    def on_heatmap_view_hovered(self, event: HeatmapView.Hovered) -> None:
+        cell = None if event.row is None else (event.row, event.col)
+        self.update_status(cell)
+
+    def on_heatmap_view_cell_chosen(self, event: HeatmapView.CellChosen) -> None:
+        self.open_detail(event.row, event.col)
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        index = int(event.tab.id.split("-")[1])
+        if index != self.active:
+            self.view.anchor = None
+            self.active = index
+            self.show_state()
+
+    # -- actions --------------------------------------------------------------------------
+
+    def open_detail(self, row: int, col: int) -> None:
+        detail = cell_detail(self.state.model, row, col)
+        self.app.push_screen(TextScreen(detail_text(detail, self.state.metric),
+                                        screen_id="detail"))
+
+    def action_jump(self) -> None:
+        from .model import match_jump
+
+        model = self.state.model
+
+        def done(text: str | None) -> None:
+            if not text:
+                return
+            target = match_jump(text, model.layers, model.positions)
+            if target is None:
+                self.notify(f"no layer or position matches {text!r}", severity="warning")
+            elif target[0] == "row":
+                self.view.move_to(target[1], self.view.cursor_col)
+            else:
+                self.view.move_to(self.view.cursor_row, target[1])
+
+        self.app.push_screen(PromptScreen("Jump to a layer (number) or a position (name or prefix)",
+                                          placeholder="14 or exact_answer_last",
+                                          suggestions=model.positions), done)
+
+    def action_toggle_values(self) -> None:
+        self.state.show_values = not self.state.show_values
+        self.show_state()
+
+    def action_next_metric(self) -> None:
+        state = self.state
+        metrics = state.model.metrics
+        state.metric = metrics[(metrics.index(state.metric) + 1) % len(metrics)]
+        if state.diff is not None and state.metric not in state.diff.metrics:
+            self.notify(f"{state.diff.name} has no {state.metric}: diff stopped",
+                        severity="warning")
+            state.diff = None
+        self.show_state()
+
+    def action_range(self, direction: int) -> None:
+        state = self.state
+        if state.diff is not None:
+            state.diff_span = max(RANGE_STEP, round(state.diff_span + direction * RANGE_STEP, 4))
+        else:
+            state.vmin = round(min(state.vmax - RANGE_STEP,
+                                   state.vmin + direction * RANGE_STEP), 4)
+        self.show_state()
+
+    def action_range_top(self, direction: int) -> None:
+        state = self.state
+        if state.diff is not None:
+            self.action_range(direction)
+            return
+        state.vmax = round(max(state.vmin + RANGE_STEP, state.vmax + direction * RANGE_STEP), 4)
+        self.show_state()
+
+    def action_region(self) -> None:
+        view = self.view
+        here = (view.cursor_row, view.cursor_col)
+        if view.anchor is None:
+            view.anchor = here
+        else:
+            self.state.regions.append(box_of(view.anchor, here))
+            view.anchor = None
+        self.show_state()
+
+    def action_clear_regions(self) -> None:
+        self.state.regions.clear()
+        self.view.anchor = None
+        self.show_state()
+
+    def action_back(self) -> None:
+        if self.view.anchor is not None:
+            self.view.anchor = None
+            self.show_state()
+        elif len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    def action_help(self) -> None:
+        from .help import help_text
+
+        self.app.push_screen(TextScreen(help_text(self, self.state.model.positions),
+                                        screen_id="help"))
+
+    # -- diff -----------------------------------------------------------------------------
+
+    def diff_candidates(self) -> list[tuple[str, object]]:
+        """Other grids: open tabs first, then grids found by the browser."""
+        here = self.state.model.grid.path.resolve()
+        out: list[tuple[str, object]] = []
+        seen = {here}
+        for state in self.states:
+            path = state.model.grid.path.resolve()
+            if path not in seen:
+                seen.add(path)
+                out.append((f"{state.model.name} (open)", state.model))
+        for label, path in self.candidates():
+            if Path(path).resolve() not in seen:
+                seen.add(Path(path).resolve())
+                out.append((label, Path(path)))
+        return out
+
+    def action_diff(self) -> None:
+        state = self.state
+        if state.diff is not None:
+            state.diff = None
+            self.show_state()
+            return
+        options = self.diff_candidates()
+        if not options:
+            self.notify("no other grid to compare with: open two grids (probeheat view A B) "
+                        "or start from a folder of bundles", severity="warning")
+            return
+
+        def done(index: int | None) -> None:
+            if index is not None:
+                self.start_diff(options[index][1])
+
+        self.app.push_screen(PickScreen("Diff against (A = this grid, B = chosen)",
+                                        [label for label, _ in options]), done)
+
+    def start_diff(self, other) -> None:
+        state = self.state
+        try:
+            model = other if isinstance(other, GridModel) else GridModel(open_grid(other))
+            diff_values(state.model, model, state.metric)
+        except UserError as exc:
+            self.notify(exc.line(), severity="error", timeout=8)
+            return
+        state.diff = model
+        self.show_state()
+
+    # -- export ---------------------------------------------------------------------------
+
+    def action_export(self) -> None:
+        state = self.state
+        default = f"{state.model.name}.{state.metric}.png"
+
+        def done(text: str | None) -> None:
+            if text:
+                self.export(Path(text).expanduser())
+
+        self.app.push_screen(PromptScreen("Export to (.png or .pdf)", value=default), done)
+
+    def export_arguments(self) -> dict:
+        state = self.state
+        model = state.model
+        highlights = [(model.layers[r0], model.layers[r1], model.positions[c0],
+                       model.positions[c1]) for r0, r1, c0, c1 in state.regions]
+        args = dict(metric=state.metric, vmin=state.vmin, vmax=state.vmax,
+                    annotate=state.show_values, mark_best=state.diff is None,
+                    highlights=tuple(highlights), title=model.title)
+        if state.diff is not None:
+            args.update(diff=state.diff.grid, vmin=-state.diff_span, vmax=state.diff_span)
+        return args
+
+    def export(self, out: Path) -> None:
+        if out.suffix.lower() not in (".png", ".pdf"):
+            self.notify(f"{out}: export writes .png or .pdf files", severity="error")
+            return
+        self._export(out, self.state.model.grid, self.export_arguments())
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, out: Path, grid, args: dict) -> None:
+        # matplotlib is imported here, on first export, never at start-up.
+        try:
+            figures = importlib.import_module("probeheat.figures")
+            export_grid = figures.export_grid
+        except (ImportError, AttributeError):
+            self.app.call_from_thread(self.notify, "export is not available: "
+                                      "probeheat.figures.export_grid is missing", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"exporting {out} ...", timeout=2)
+        try:
+            written = export_grid(grid, out, **args)
+        except UserError as exc:
+            self.app.call_from_thread(self.notify, exc.line(), severity="error", timeout=10)
+            return
+        except Exception as exc:  # a failed export must not take the viewer down
+            self.app.call_from_thread(self.notify, f"{out}: export failed ({exc})",
+                                      severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self.notify, f"wrote {written}", timeout=6)
+
+
+def _first_metric(model: GridModel) -> str:
+    return "auc" if "auc" in model.metrics else model.metrics[0]
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if isinstance(value, float) and np.isnan(value):
+        return "NaN"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"

@@ -1,0 +1,300 @@
+"""What the viewer shows, computed from bundles with numpy only (no textual here).
+
+Keeping this apart from the widgets lets tests check the numbers without a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from probeheat.bundle import GridBundle, open_bundle
+from probeheat.errors import UserError
+
+# Short names for the study's positions, longest first; a column header uses the longest
+# one that fits its cell.
+KNOWN_ABBREVIATIONS = {
+    "last_q": ("last_q", "lq"),
+    "first_answer": ("first_ans", "1st_ans", "ans1", "a1"),
+    "second_answer": ("second_ans", "2nd_ans", "ans2", "a2"),
+    "exact_answer_before_first": ("exact_before", "ex_before", "ex_bef", "ex<", "x<"),
+    "exact_answer_first": ("exact_first", "ex_first", "ex_1st", "ex1", "x1"),
+    "exact_answer_last": ("exact_last", "ex_last", "exN", "xN"),
+    "exact_answer_after_last": ("exact_after", "ex_after", "ex_aft", "ex>", "x>"),
+}
+
+
+def abbreviate(name: str, width: int) -> str:
+    """A column header of at most ``width`` characters for a position name."""
+    if len(name) <= width:
+        return name
+    for short in KNOWN_ABBREVIATIONS.get(name, ()):
+        if len(short) <= width:
+            return short
+    initials = "".join(part[:1] for part in name.split("_") if part)
+    return (initials if len(initials) <= width else name)[:width]
+
+
+def column_headers(positions: list[str], width: int) -> list[str]:
+    """Abbreviated headers, made unique so that no two columns read the same."""
+    heads = [abbreviate(p, width) for p in positions]
+    seen: dict[str, int] = {}
+    for i, head in enumerate(heads):
+        if head in seen and positions[seen[head]] != positions[i]:
+            suffix = str(i)
+            heads[i] = head[: max(0, width - len(suffix))] + suffix
+        seen.setdefault(heads[i], i)
+    return heads
+
+
+@dataclass
+class Cell:
+    row: int
+    col: int
+
+
+class GridModel:
+    """A grid bundle's arrays, read once and kept (grids are small: L x P floats)."""
+
+    def __init__(self, grid: GridBundle, name: str | None = None):
+        self.grid = grid
+        self.name = name or grid.path.name
+        self.layers = grid.layers
+        self.positions = grid.positions
+        self.metrics = grid.metrics
+        self._values: dict[str, np.ndarray] = {}
+
+    def values(self, metric: str) -> np.ndarray:
+        if metric not in self._values:
+            self._values[metric] = self.grid.metric(metric)
+        return self._values[metric]
+
+    @cached_property
+    def counts(self) -> dict[str, np.ndarray]:
+        return self.grid.counts()
+
+    @cached_property
+    def reasons(self) -> dict[tuple[int, str], str]:
+        return self.grid.reasons()
+
+    def interval(self, metric: str, row: int, col: int) -> tuple[float, float] | None:
+        bounds = self.grid.interval(metric)
+        if bounds is None:
+            return None
+        lo, hi = float(bounds[0][row, col]), float(bounds[1][row, col])
+        return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+
+    def best(self, metric: str) -> tuple[int, int] | None:
+        """(row, col) of the highest value, or None when every cell is NaN."""
+        return best_index(self.values(metric))
+
+    def records(self) -> list[dict] | None:
+        """The run's per-example records, when the run bundle is still on disk."""
+        if not hasattr(self, "_records"):
+            run = self.grid.find_run()
+            self._records = run.records() if run is not None else None
+        return self._records
+
+    @property
+    def title(self) -> str:
+        meta = self.grid.meta
+        return str(meta.get("title") or self.name)
+
+
+def best_index(values: np.ndarray) -> tuple[int, int] | None:
+    if values.size == 0 or np.all(np.isnan(values)):
+        return None
+    i, j = np.unravel_index(np.nanargmax(values), values.shape)
+    return int(i), int(j)
+
+
+def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
+    """A - B over A's cells; cells B lacks (other layers or positions) are NaN."""
+    if metric not in b.metrics:
+        raise UserError(str(b.grid.path), f"has no metric {metric!r}",
+                        f"pick a grid with {metric}, or switch metric with m")
+    out = np.full((len(a.layers), len(a.positions)), np.nan)
+    rows = {layer: i for i, layer in enumerate(b.layers)}
+    cols = {pos: j for j, pos in enumerate(b.positions)}
+    shared_rows = [(i, rows[layer]) for i, layer in enumerate(a.layers) if layer in rows]
+    shared_cols = [(j, cols[pos]) for j, pos in enumerate(a.positions) if pos in cols]
+    if not shared_rows or not shared_cols:
+        raise UserError(str(b.grid.path), "shares no layer and position with this grid",
+                        "compare grids of the same model and positions")
+    ai, bi = zip(*shared_rows, strict=True)
+    aj, bj = zip(*shared_cols, strict=True)
+    out[np.ix_(ai, aj)] = a.values(metric)[np.ix_(ai, aj)] - b.values(metric)[np.ix_(bi, bj)]
+    return out
+
+
+def match_jump(text: str, layers: list[int], positions: list[str]) -> tuple[str, int] | None:
+    """Where ``/text`` goes: ("row", i) for a layer number, ("col", j) for a position name.
+
+    A position named exactly wins (positions such as "-1" look like numbers); then a layer
+    number; then the first position starting with the text; then one containing it.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if text in positions:
+        return "col", positions.index(text)
+    if text.lstrip("L").isdigit() and int(text.lstrip("L")) in layers:
+        return "row", layers.index(int(text.lstrip("L")))
+    lowered = text.lower()
+    for test in (str.startswith, str.__contains__):
+        for j, pos in enumerate(positions):
+            if test(pos.lower(), lowered):
+                return "col", j
+    return None
+
+
+# -- bundles under a folder ---------------------------------------------------------------
+
+@dataclass
+class BundleEntry:
+    """One row of the browser: a bundle, or a folder that failed to open as one."""
+
+    path: Path
+    name: str
+    kind: str = "?"
+    model: str = ""
+    dataset: str = ""
+    examples: str = ""
+    accuracy: str = ""
+    best: str = ""
+    date: str = ""
+    error: str | None = None
+    bundle: object | None = field(default=None, repr=False)
+
+
+def _label(value: object) -> str:
+    if isinstance(value, dict):
+        for key in ("name", "id", "path"):
+            if value.get(key):
+                return str(value[key])
+        return ""
+    return "" if value is None else str(value)
+
+
+def _accuracy(correct: float, total: float) -> str:
+    return f"{correct / total:.1%}" if total else ""
+
+
+def describe(path: Path, name: str) -> BundleEntry:
+    """Open a bundle and summarise it for the browser; a broken one keeps its error line."""
+    entry = BundleEntry(path=path, name=name)
+    try:
+        bundle = open_bundle(path)
+        entry.bundle, entry.kind = bundle, bundle.kind
+        entry.date = str(bundle.manifest.get("created", ""))[:16].replace("T", " ")
+        meta = bundle.meta
+        entry.model, entry.dataset = _label(meta.get("model")), _label(meta.get("dataset"))
+        if bundle.kind == "run":
+            n = int(meta.get("n_examples", 0))
+            entry.examples = str(n)
+            entry.accuracy = _accuracy(float(meta.get("n_correct", 0)), n)
+        elif bundle.kind == "grid":
+            _describe_grid(bundle, entry)
+    except UserError as exc:
+        entry.kind, entry.error = "error", exc.line()
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        # metadata of the right shape on disk but not the content a viewer expects
+        entry.kind, entry.error = "error", f"{path}: unreadable metadata ({exc!r})"
+    return entry
+
+
+def _describe_grid(grid: GridBundle, entry: BundleEntry) -> None:
+    if "labels" in grid.tensor_names:
+        labels = grid.tensor("labels")
+        entry.examples = str(len(labels))
+        entry.accuracy = _accuracy(float(np.sum(labels == 0)), len(labels))
+    metric = "auc" if "auc" in grid.metrics else grid.metrics[0]
+    best = grid.best_cell(metric)
+    if best is not None:
+        entry.best = f"{best[2]:.3f} L{best[0]} {best[1]}"
+
+
+def find_bundles(root: Path) -> list[BundleEntry]:
+    """Every bundle under root (itself included), skipping unfinished and hidden folders.
+
+    ``*.partial`` folders are runs still being written and ``.name.tmp-*`` folders are
+    bundles being published; neither is a bundle yet.
+    """
+    found = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".partial"))
+        if "manifest.json" in files:
+            dirs[:] = []  # a bundle's own sub-folders (shards/) are not bundles
+            name = here.relative_to(root).as_posix() if here != root else here.name
+            found.append(describe(here, name))
+    return found
+
+
+# -- one cell in detail ---------------------------------------------------------------------
+
+@dataclass
+class Example:
+    score: float
+    label: int  # 1 = the model's answer was incorrect
+    question: str
+    answer: str
+
+
+@dataclass
+class CellDetail:
+    layer: int
+    position: str
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    counts: dict[str, int]
+    reason: str | None
+    highest: list[Example] = field(default_factory=list)
+    lowest: list[Example] = field(default_factory=list)
+    examples_note: str | None = None  # why no examples are shown
+
+
+def cell_detail(model: GridModel, row: int, col: int, k: int = 5) -> CellDetail:
+    layer, position = model.layers[row], model.positions[col]
+    values = {m: float(model.values(m)[row, col]) for m in model.metrics}
+    intervals = {m: iv for m in model.metrics if (iv := model.interval(m, row, col))}
+    counts = {name: int(arr[row, col]) for name, arr in model.counts.items()}
+    detail = CellDetail(layer, position, values, intervals, counts,
+                        model.reasons.get((layer, position)))
+    try:
+        _add_examples(model, detail, k)
+    except UserError as exc:
+        detail.examples_note = exc.line()
+    return detail
+
+
+def _add_examples(model: GridModel, detail: CellDetail, k: int) -> None:
+    if "scores" not in model.grid.tensor_names:
+        detail.examples_note = "this grid kept no per-example scores"
+        return
+    rows, scores, labels = model.grid.scores(detail.layer, detail.position)
+    if not len(rows):
+        detail.examples_note = "no test scores for this cell"
+        return
+    records = model.records()
+    if records is None:
+        where = model.grid.run_ref.get("path") or "its run bundle"
+        detail.examples_note = f"run bundle not found ({where}): questions and answers unavailable"
+        return
+    order = np.argsort(-scores, kind="stable")
+
+    def pick(indices) -> list[Example]:
+        out = []
+        for i in indices:
+            rec = records[int(rows[i])] if int(rows[i]) < len(records) else {}
+            out.append(Example(float(scores[i]), int(labels[i]), str(rec.get("question", "?")),
+                               str(rec.get("answer", "?")).strip()))
+        return out
+
+    detail.highest = pick(order[:k])
+    detail.lowest = pick(order[::-1][:k])
