@@ -1,0 +1,172 @@
+"""Datasets: questions with gold answer aliases, from the built-in set or the user's files.
+
+`load_dataset(spec)` accepts
+- ``world-facts``: the built-in country questions (see `probeheat.data.world_facts`);
+- a path ending .jsonl/.json/.csv/.parquet with a question column and an answers column
+  (a list of strings, or one string with aliases separated by ``|``);
+- ``hf:NAME[:CONFIG]``: a Hugging Face dataset (needs the `datasets` package and the hub).
+
+Examples are shuffled with ``random.Random(seed)`` and then cut to `limit`, so a run's
+examples are a pure function of (data, seed, limit). Bad rows are skipped and reported in
+`Dataset.skipped`; a file without any good row is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from probeheat.errors import UserError
+
+BUILTIN = ("world-facts",)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass
+class Example:
+    id: str
+    question: str
+    answers: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    name: str
+    examples: list[Example]
+    content_hash: str  # sha256 of the source file bytes, or of the canonical built set
+    source: str
+    license: str
+    grader: str
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+
+
+def _canonical_hash(rows: list[dict]) -> str:
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_answers(value) -> list[str]:
+    """Gold aliases from a cell: a list, a '|'-separated string, a number, or a dict with
+    'aliases'/'value'/'text' (TriviaQA and SQuAD layouts)."""
+    if isinstance(value, dict):
+        parts = []
+        for key in ("value", "aliases", "text"):
+            parts += parse_answers(value.get(key))
+        value = parts
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.split("|")
+    if not isinstance(value, list | tuple):
+        return []
+    out: list[str] = []
+    for item in value:
+        alias = str(item).strip() if isinstance(item, str | int | float) else ""
+        if alias and not isinstance(item, bool) and alias not in out:
+            out.append(alias)
+    return out
+
+
+def _check_columns(where: str, rows, question_column, answers_column, id_column) -> None:
+    columns: list[str] = []
+    for _, row in rows:
+        columns += [k for k in row if k not in columns]
+    shown = ", ".join(map(repr, columns[:12])) or "none"
+    for col, flag in ((question_column, "--question-column"), (answers_column, "--answers-column"),
+                      (id_column, "--id-column")):  # fmt: skip
+        if col is not None and col not in columns:
+            raise UserError(where, f"no {col!r} column (columns: {shown})", f"pass {flag} NAME")
+
+
+def rows_to_examples(rows, *, where: str, prefix: str, question_column: str,
+                     answers_column: str, id_column: str | None):  # fmt: skip
+    """(examples, skipped) from (row number, row) pairs."""
+    _check_columns(where, rows, question_column, answers_column, id_column)
+    examples: list[Example] = []
+    skipped: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for n, row in rows:
+        question = row.get(question_column)
+        question = question.strip() if isinstance(question, str) else ""
+        answers = parse_answers(row.get(answers_column))
+        qid = str(row.get(id_column) if id_column else f"{prefix}{n}").strip()
+        reason = (
+            f"empty {question_column!r}" if not question
+            else f"no answers in {answers_column!r}" if not answers
+            else f"empty {id_column!r}" if not qid
+            else f"duplicate id {qid!r}" if qid in seen
+            else None
+        )  # fmt: skip
+        if reason:
+            skipped.append((n, reason))
+            continue
+        seen.add(qid)
+        used = {question_column, answers_column, id_column}
+        meta = {k: v for k, v in row.items() if k not in used and isinstance(v, _SCALARS)}
+        examples.append(Example(qid, question, answers, meta))
+    return examples, skipped
+
+
+def _world_facts() -> Dataset:
+    from probeheat.data import world_facts
+
+    rows, _dropped = world_facts.build()
+    examples = [Example(r["id"], r["question"], r["answers"], r["meta"]) for r in rows]
+    return Dataset(world_facts.NAME, examples, _canonical_hash(rows), world_facts.source(),
+                   world_facts.LICENSE, "alias_match")  # fmt: skip
+
+
+def _from_rows(rows, skipped, *, where, name, content_hash, source, license, columns):
+    examples, bad = rows_to_examples(rows, where=where, prefix=f"{name}/", **columns)
+    skipped = sorted(skipped + bad)
+    if not examples:
+        first = f"; first problem: row {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise UserError(where, f"no usable rows{first}", "each row needs a question and answers")
+    if content_hash is None:
+        content_hash = _canonical_hash([e.__dict__ for e in examples])
+    return Dataset(name, examples, content_hash, source, license, "alias_match", skipped)
+
+
+def load_dataset(
+    spec: str,
+    *,
+    question_column: str = "question",
+    answers_column: str = "answers",
+    id_column: str | None = None,
+    limit: int | None = None,
+    seed: int | None = 0,
+    split: str = "validation",
+) -> Dataset:
+    """Load, shuffle with `seed` (None keeps the source order), then keep `limit` examples."""
+    from probeheat.data import files
+
+    if limit is not None and limit < 1:
+        raise UserError("--limit", f"must be at least 1, got {limit}", "pass a positive number")
+    columns = dict(question_column=question_column, answers_column=answers_column,
+                   id_column=id_column)  # fmt: skip
+    if spec in BUILTIN:
+        ds = _world_facts()
+    elif spec.startswith("hf:"):
+        rows, name = files.read_hf(spec, split)
+        # the hub's files are not at hand: hash what was read (ids, questions, answers)
+        ds = _from_rows(rows, [], where=spec, name=name, content_hash=None,
+                        source=f"{spec} split={split}", license="see the dataset card",
+                        columns=columns)  # fmt: skip
+    else:
+        path = Path(spec).expanduser()
+        rows, skipped, data = files.read_file(path)
+        ds = _from_rows(rows, skipped, where=str(path), name=path.stem,
+                        content_hash=hashlib.sha256(data).hexdigest(),
+                        source=str(path.resolve()), license="unknown (user file)",
+                        columns=columns)  # fmt: skip
+    if seed is not None:
+        random.Random(seed).shuffle(ds.examples)
+    if limit is not None:
+        ds.examples = ds.examples[:limit]
+    return ds
