@@ -168,6 +168,12 @@ def test_stripped_answer_text_is_accepted(smol):
         ("What is the capital of Mali?", "Sure! The capital of Mali is Gao.\nIt is old.", "Gao"),
         ("What is the capital of Mali?", "\n\nTimbuktu", "Timbuktu"),
         ("What is the calling code of France?", "The calling code of France is +34.", "+34"),
+        ("What is the capital of Bermuda?", "It is St. George's. Or not.", "St. George's"),
+        (
+            "What is the currency of Bosnia?",
+            "It is the Bosnia and Herzegovina mark",
+            "Bosnia and Herzegovina mark",
+        ),
     ],
 )
 def test_heuristic_finds_the_short_answer(question, answer, expected):
@@ -181,6 +187,7 @@ def test_heuristic_finds_the_short_answer(question, answer, expected):
         ("I'm sorry, I don't know the capital of Chad.", "refusal"),
         ("I do not know.", "refusal"),
         ("Mali is a landlocked country in West Africa with a long history of trade.", "short"),
+        ("The Bahamas is a sovereign island nation in the Caribbean.", "short"),
         ("", "short"),
         ("...", "short"),
     ],

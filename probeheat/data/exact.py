@@ -29,7 +29,7 @@ from probeheat.data.graders import GradeResult, find_normalized, normalize
 ExtractFn = Callable[[str, str], str]
 
 NO_ANSWER = "NO ANSWER"
-MAX_HEURISTIC_WORDS = 8  # longer "short answers" are clauses, not answers
+MAX_HEURISTIC_WORDS = 5  # longer "short answers" are clauses, not answers
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,8 @@ _AFTER_COPULA = re.compile(
 )
 _ARTICLE = re.compile(r"(?:the|a|an)\s+", re.IGNORECASE)
 _CLAUSE_END = re.compile(r",|;|:|\s\(|\s[-–—]\s|\s(?:which|who|where|that|because)\s")
+_ABBREVIATIONS = frozenset("st ste mt ft dr mr mrs ms jr sr no vs etc approx".split())
+_PRONOUNS = frozenset("it this that they he she which".split())
 _STOP = frozenset(
     "what which who whom where when how is are was were do does did the a an of in on at "
     "for to from by and or you your call called name named person people one".split()
@@ -137,12 +139,14 @@ def _first_sentence(answer: str) -> tuple[int, int]:
     while (lead := _LEAD_INS.match(answer, start, end)) and lead.end() > start:
         start = lead.end()
     # a sentence ends at .!? followed by space+capital or the line end, but not after a
-    # single letter ("D.C.", "U.S. dollar")
+    # single letter ("D.C.", "U.S. dollar") or an abbreviation ("St. George's")
     for p in re.finditer(r"[.!?](?=\s+[A-Z0-9\"'(]|\s*$)", answer[start:end]):
         i = start + p.start()
-        if answer[i] == "." and i >= 1 and answer[i - 1].isalpha():
-            if i < 2 or not answer[i - 2].isalpha():
-                continue
+        word = re.search(r"(\S*)$", answer[start:i]).group(1)
+        if answer[i] == "." and (
+            re.fullmatch(r"(?:\w\.)*\w", word) or word.lower() in _ABBREVIATIONS
+        ):
+            continue
         return start, i
     return start, end
 
@@ -159,6 +163,20 @@ def _content_words(text: str) -> set[str]:
     return set(normalize(text).split()) - _STOP
 
 
+def _answer_side(question: str, answer: str, before, after) -> tuple[int, int]:
+    """Of "X is Y", the side that does not restate the question ("The capital of France
+    is Paris" -> Paris; "Paris is the capital of France" -> Paris; "It is Paris" -> Paris)."""
+    q = _content_words(question)
+    pronoun = answer[slice(*before)].strip().lower() in _PRONOUNS
+    overlap_after = len(q & _content_words(answer[slice(*after)]))
+    if not pronoun and overlap_after > len(q & _content_words(answer[slice(*before)])):
+        return before
+    start, end = after
+    if lead := _AFTER_COPULA.match(answer, start, end):  # "located in Europe" -> Europe
+        start = lead.end()
+    return start, end
+
+
 def heuristic_exact_answer(question: str, answer: str) -> tuple[int, int] | str:
     """[start, end) of the short answer inside `answer`, or the reason there is none."""
     start, end = _first_sentence(answer)
@@ -167,16 +185,7 @@ def heuristic_exact_answer(question: str, answer: str) -> tuple[int, int] | str:
     start, end = _strip(answer, start, end)
     m = _COPULA.search(answer, start, end)
     if m:
-        q = _content_words(question)
-        before, after = (start, m.start()), (m.end(), end)
-        if len(q & _content_words(answer[slice(*after)])) > len(
-            q & _content_words(answer[slice(*before)])
-        ):
-            start, end = before
-        else:
-            start, end = after
-            if lead := _AFTER_COPULA.match(answer, start, end):
-                start = lead.end()
+        start, end = _answer_side(question, answer, (start, m.start()), (m.end(), end))
     if cut := _CLAUSE_END.search(answer, start, end):
         end = cut.start()
     start, end = _strip(answer, start, end)
