@@ -26,7 +26,7 @@ class ViewerApp(App):
     """`probeheat view`: browse bundles, look at grids, export figures."""
 
     TITLE = "probeheat view"
-    CSS_PATH = "viewer.tcss"
+    CSS_PATH = Path(__file__).with_name("viewer.tcss")  # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit")]
 
@@ -36,11 +36,13 @@ class ViewerApp(App):
         self.paths = [Path(p) for p in paths or []]
         self.root = root
         self.options = dict(metric=metric, vmin=vmin, vmax=vmax)
+        self.started = False
 
     def on_mount(self) -> None:
         for screen in self.first_screens():
             self.push_screen(screen)
-        self.check_size()
+        self.started = True
+        self.check_size(self.size)
 
     def first_screens(self) -> list:
         """Screens to open with, bottom first; bad input becomes a message screen."""
@@ -100,16 +102,18 @@ class ViewerApp(App):
     # -- terminal size --------------------------------------------------------------------
 
     def on_resize(self, event) -> None:
-        self.check_size()
+        # runs before App._on_resize records the new size, so take it from the event
+        if self.started:
+            self.check_size(event.size)
 
-    def check_size(self) -> None:
-        width, height = self.size
+    def check_size(self, size) -> None:
+        width, height = size
         small = width < MIN_WIDTH or height < MIN_HEIGHT
         top = self.screen_stack[-1] if self.screen_stack else None
         if small and not isinstance(top, TooSmallScreen):
             self.push_screen(TooSmallScreen())
         elif small:
-            top.show_size()
+            top.show_size(size)
         elif isinstance(top, TooSmallScreen):
             self.pop_screen()
 

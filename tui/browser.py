@@ -36,9 +36,9 @@ class BrowserScreen(Screen):
         self.marked: set[int] = set()
 
     def compose(self) -> ComposeResult:
-        yield Static(f" Bundles under {self.root}", id="title")
+        yield Static(f" Bundles under {self.root}", id="title", markup=False)
         yield DataTable(cursor_type="row", zebra_stripes=True)
-        yield Static(id="status")
+        yield Static(id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -65,7 +65,7 @@ class BrowserScreen(Screen):
                 entry.accuracy, entry.best, entry.date)
 
     def set_status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(text, layout=False)
 
     def show_entry(self, index: int) -> None:
         entry = self.entries[index]

@@ -12,10 +12,11 @@ from functools import cache
 
 BLUES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6",
          "#4292c6", "#2171b5", "#08519c", "#08306b")
-# Diverging ramp for A - B: red where A is below B, blue where A is above (like Blues).
+# Diverging ramp for A - B as the exported figures draw it (RdBu_r): blue where A is below
+# B, red where A is above.
 RDBU = ("#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7",
         "#d1e5f0", "#92c5de", "#4393c3", "#2166ac", "#053061")
-RAMPS = {"Blues": BLUES, "RdBu": RDBU}
+RAMPS = {"Blues": BLUES, "RdBu": RDBU, "RdBu_r": tuple(reversed(RDBU))}
 LUT_SIZE = 256  # matplotlib's default colormap resolution
 # Without colour, darkness is shown by glyph density (light to dark, like the ramp).
 SHADES = " ░▒▓█"

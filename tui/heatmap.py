@@ -74,7 +74,7 @@ class HeatmapView(ScrollView, can_focus=True):
     HeatmapView > .heatmap--hover { text-style: bold underline; }
     HeatmapView > .heatmap--label { color: $text-muted; }
     HeatmapView > .heatmap--cursor-label { color: $accent; text-style: bold; }
-    HeatmapView > .heatmap--nan { color: $text-muted; background: $panel; }
+    HeatmapView > .heatmap--nan { color: #737373; background: #d9d9d9; }
     HeatmapView > .heatmap--region { color: $text; text-style: bold; }
     HeatmapView > .heatmap--pending { color: $warning; text-style: bold; }
     """
@@ -390,7 +390,9 @@ class ColorBar(Widget):
         self.refresh()
 
     def render(self) -> Text:
-        keys = [(NAN_GLYPH * 2, "NaN"), (BEST_GLYPH, "best")]
+        keys = [(NAN_GLYPH * 2, "NaN")]
+        if not self.ramp.startswith("RdBu"):  # a diff marks no best cell
+            keys.append((BEST_GLYPH, "best"))
         steps = max(2, self.size.height - 2 - len(keys))
         text = Text(self.title[:10] + "\n", style="bold")
         span = self.vmax - self.vmin
@@ -404,7 +406,7 @@ class ColorBar(Widget):
             else:
                 text.append("   ", style=Style(bgcolor=_rich_color(rgb)))
             label = ticks.get(i)
-            text.append(f" {label:+.2f}" if label is not None and self.ramp == "RdBu"
+            text.append(f" {label:+.2f}" if label is not None and self.ramp.startswith("RdBu")
                         else f" {label:.2f}" if label is not None else "")
             text.append("\n")
         for glyph, name in keys:

@@ -90,13 +90,13 @@ class HeatmapScreen(Screen):
         return self.query_one(HeatmapView)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Static(id="title", markup=False)
         if len(self.states) > 1:
             yield Tabs(*[Tab(s.model.name, id=f"grid-{i}") for i, s in enumerate(self.states)])
         with Horizontal(id="grid-area"):
             yield HeatmapView()
             yield ColorBar()
-        yield Static(id="status")
+        yield Static(id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -111,7 +111,7 @@ class HeatmapScreen(Screen):
                       show_values=state.show_values, regions=tuple(state.regions))
         if state.diff is not None:
             values = diff_values(model, state.diff, state.metric)
-            return HeatFrame(values, ramp="RdBu", vmin=-state.diff_span, vmax=state.diff_span,
+            return HeatFrame(values, ramp="RdBu_r", vmin=-state.diff_span, vmax=state.diff_span,
                              diff=True, **common)
         values = model.values(state.metric)
         return HeatFrame(values, vmin=state.vmin, vmax=state.vmax, best=best_index(values),
@@ -140,7 +140,7 @@ class HeatmapScreen(Screen):
                     f"{state.model.positions[best[1]]}"
         if state.regions:
             text += f" · {len(state.regions)} region(s)"
-        self.query_one("#title", Static).update(text)
+        self.query_one("#title", Static).update(text, layout=False)
 
     def _range_text(self) -> str:
         state = self.state
@@ -171,7 +171,7 @@ class HeatmapScreen(Screen):
             parts.append(f"no probe: {reason}")
         if view.anchor is not None:
             parts.append("r: mark the other corner")
-        self.query_one("#status", Static).update(" · ".join(parts))
+        self.query_one("#status", Static).update(" · ".join(parts), layout=False)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -352,8 +352,8 @@ class HeatmapScreen(Screen):
         return args
 
     def export(self, out: Path) -> None:
-        if out.suffix.lower() not in (".png", ".pdf"):
-            self.notify(f"{out}: export writes .png or .pdf files", severity="error")
+        if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+            self.notify(f"{out}: export writes .png, .pdf or .svg files", severity="error")
             return
         self._export(out, self.state.model.grid, self.export_arguments())
 
@@ -363,6 +363,8 @@ class HeatmapScreen(Screen):
         try:
             figures = importlib.import_module("probeheat.figures")
             export_grid = figures.export_grid
+            highlight = getattr(figures, "Highlight", tuple)
+            args["highlights"] = tuple(highlight(*box) for box in args["highlights"])
         except (ImportError, AttributeError):
             self.app.call_from_thread(self.notify, "export is not available: "
                                       "probeheat.figures.export_grid is missing", severity="error")

@@ -48,10 +48,10 @@ class TooSmallScreen(ModalScreen):
         yield Static(id="too-small")
 
     def on_mount(self) -> None:
-        self.show_size()
+        self.show_size(self.app.size)
 
-    def show_size(self) -> None:
-        width, height = self.app.size
+    def show_size(self, size) -> None:
+        width, height = size
         self.query_one("#too-small", Static).update(
             f"Make the terminal at least {MIN_WIDTH}x{MIN_HEIGHT}\n(now {width}x{height}); "
             "q quits")
