@@ -10,9 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tui_fixtures import POSITIONS, make_artifacts, make_grid
-
-from probeheat.bundle import open_grid
 from probeheat.tui import colors
 from probeheat.tui.app import ViewerApp
 from probeheat.tui.browser import BrowserScreen
@@ -28,6 +25,9 @@ from probeheat.tui.model import (
     match_jump,
 )
 from probeheat.tui.screens import MessageScreen, PickScreen, RunScreen, TooSmallScreen
+from tui_fixtures import POSITIONS, make_artifacts, make_grid
+
+from probeheat.bundle import open_grid
 
 SIZE = (100, 30)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_fixtures import make_artifacts
-
 from probeheat.tui.app import ViewerApp
+from tui_fixtures import make_artifacts
 
 
 @pytest.fixture
