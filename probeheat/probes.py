@@ -1,0 +1,529 @@
+"""Linear probes: an exact L2 logistic-regression solver, ROC AUC, intervals, splits.
+
+The solver minimises sklearn's objective for ``LogisticRegression(C=C, solver="lbfgs")``::
+
+    C * sum_i logloss(y_i, x_i . w + b) + 0.5 * ||w||^2        (intercept b not penalised)
+
+and stops at convergence, so its optimum is sklearn's optimum. Speed comes from the
+algorithm, not a loose tolerance:
+
+* d > n (hidden size above the number of training rows, the usual case): the optimum lies
+  in the span of the training rows, ``w = Xs^T alpha``. One GEMM gives the Gram matrix
+  ``K = Xs Xs^T`` (n x n) and Newton's method runs on alpha: each step factors the
+  well-conditioned SPD matrix ``I + C W^1/2 K W^1/2`` (eigenvalues >= 1; the Laplace
+  step of Rasmussen & Williams, Alg. 3.1) and handles the intercept exactly through a
+  bordered system. Gradients and the objective are float64; the Gram matrix and the
+  Cholesky factor are float32 on standardised features (a step only has to be roughly
+  right when the residual it corrects is exact) and float64 on unscaled ones.
+* d <= n: primal Newton on the (d+1) x (d+1) Hessian.
+
+Standardisation (on by default) uses training statistics like sklearn's StandardScaler:
+population standard deviation, constant features scaled by 1.
+
+``PRESETS["paper"]`` reproduces the study's probe settings (C=1, unscaled features). The
+study ran sklearn's lbfgs with ``max_iter=100``, which on unscaled hidden states stops
+well before the optimum; that early stop depends on scipy's L-BFGS-B internals and cannot
+be emulated by another solver. The preset therefore optimises the same objective to
+convergence: its AUCs are those of the probe the study specified, not of the partially
+fitted one it reported, and may differ from the paper's numbers by that gap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+import torch
+
+# A cell is fitted only with at least this many examples of each class: fewer make the
+# probe or its test AUC meaningless.
+MIN_TRAIN_PER_CLASS = 5
+MIN_TEST_PER_CLASS = 2
+
+PRESETS = {
+    "paper": {"C": 1.0, "standardize": False},
+    "default": {"C": 1.0, "standardize": True},
+}
+
+_ARMIJO = 1e-4
+
+
+@dataclass
+class LogisticModel:
+    """A fitted probe. ``coef`` acts on standardised features ``(X - mean) / scale``."""
+
+    coef: np.ndarray
+    intercept: float
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    n_iter: int = 0
+    converged: bool = True
+    objective: float = float("nan")
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds of label 1 for rows of X [k, d] (float64)."""
+        Xt = torch.as_tensor(np.ascontiguousarray(X)).to(torch.float64)
+        if self.mean is not None:
+            Xt = (Xt - torch.as_tensor(self.mean)) / torch.as_tensor(self.scale)
+        return (Xt @ torch.as_tensor(self.coef) + self.intercept).numpy()
+
+
+@dataclass
+class _Fit:
+    """Solver output in the coordinates the solver used (alpha for the dual, w for primal)."""
+
+    w: torch.Tensor  # float64 [d] in standardised coordinates
+    b: float
+    n_iter: int
+    converged: bool
+    objective: float
+    alpha: torch.Tensor | None = None  # dual coefficients, kept for warm starts
+
+
+def standardizer(X) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(standardised X, mean, scale) with training statistics like sklearn's StandardScaler.
+
+    Population standard deviation; constant features get scale 1. Works in X's dtype
+    (float32 for hidden states), in torch so that the solver never waits on a second
+    BLAS thread pool.
+    """
+    Xt = torch.as_tensor(np.ascontiguousarray(X))
+    if not Xt.is_floating_point():
+        Xt = Xt.to(torch.float64)
+    # torch's cascade summation keeps float32 means within ~1e-7 relative; a float64
+    # accumulation costs 6x more and changes no probe.
+    mean = Xt.mean(0)
+    Xc = Xt - mean
+    scale = (Xc * Xc).mean(0).sqrt().to(torch.float64)
+    mean = mean.to(torch.float64)
+    tiny = 10 * torch.finfo(Xt.dtype).eps * mean.abs().clamp(min=1.0)
+    scale[scale < tiny] = 1.0
+    Xc /= scale.to(Xt.dtype)
+    return Xc, mean.numpy(), scale.numpy()
+
+
+def _log_loss_sum(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # logloss(y, f) = softplus(-f) for y=1, softplus(f) for y=0; softplus is stable.
+    return torch.nn.functional.softplus(torch.where(y > 0, -f, f)).sum()
+
+
+def _initial_intercept(y: torch.Tensor) -> float:
+    p = float(y.mean())
+    return math.log(p / (1.0 - p))
+
+
+def _gram(Xs: torch.Tensor) -> torch.Tensor:
+    """K = Xs Xs^T from three block products instead of four (K is symmetric)."""
+    n = Xs.shape[0]
+    if n < 1024:
+        return Xs @ Xs.T
+    h = n // 2
+    top, bottom = Xs[:h], Xs[h:]
+    K = torch.empty(n, n, dtype=Xs.dtype)
+    K[:h, :h] = top @ top.T
+    K[h:, :h] = bottom @ top.T
+    K[:h, h:] = K[h:, :h].T
+    K[h:, h:] = bottom @ bottom.T
+    return K
+
+
+def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int,
+                 init: tuple[torch.Tensor, float] | None = None) -> tuple:
+    """Newton's method on alpha for f = K alpha + b; returns (alpha, b, iters, converged, J)."""
+    Kd = K.to(torch.float64)
+    fast = K.dtype == torch.float32
+    n = K.shape[0]
+    alpha = torch.zeros(n, dtype=torch.float64)
+    b = _initial_intercept(y)
+    f = torch.full((n,), b, dtype=torch.float64)
+    J = C * float(_log_loss_sum(f, y))
+    if init is not None:
+        a0, b0 = init
+        f0 = Kd @ a0 + b0
+        J0 = C * float(_log_loss_sum(f0, y)) + 0.5 * float(a0 @ (f0 - b0))
+        if J0 < J:  # a warm start is used only when it beats the cold one
+            alpha, b, f, J = a0.clone(), b0, f0, J0
+    for it in range(1, max_iter + 1):
+        p = torch.sigmoid(f)
+        g = p - y
+        W = p * (1.0 - p)
+        r = C * g + alpha  # gradient in w-space is Xs^T r
+        da, db, Kda = _dual_step(K, Kd, W, r, g, C, fast)
+        decrement = -(float(r @ Kda) + C * float(g.sum()) * db)
+        if not decrement > 0:  # no descent left at float64 precision
+            return alpha, b, it, True, J
+        step = _line_search(f, Kda + db, alpha, da, Kda, y, C)
+        a_new, b_new = alpha + step * da, b + step * db
+        f_new = f + step * (Kda + db)
+        J_new = C * float(_log_loss_sum(f_new, y)) + 0.5 * float(a_new @ (f_new - b_new))
+        if not J_new <= J:  # the 1-D search failed (never seen): fall back to Armijo
+            step, f_new, a_new, b_new, J_new = _armijo(f, alpha, b, da, db, Kda, y, C, J,
+                                                       decrement)
+        alpha, b, f, J = a_new, b_new, f_new, J_new
+        if decrement / 2 <= tol * max(1.0, abs(J)):
+            return alpha, b, it, True, J
+    return alpha, b, max_iter, False, J
+
+
+def _line_search(f, q, x, dx, P_dx, y, C) -> float:
+    """Minimise C sum l(f + t q) + 0.5 (x + t dx)^T P (x + t dx) over the step t > 0.
+
+    1-D Newton: along the direction the margins move linearly and the penalty is
+    quadratic, so each trial costs O(n), far less than the factorisation behind the
+    direction. Taking the best step rather than the first acceptable one saves Newton
+    iterations from a cold start, where logistic curvature falls off faster than the
+    quadratic model predicts.
+    """
+    aKd, dKd = float(x @ P_dx), float(dx @ P_dx)
+    t = 1.0
+    for _ in range(30):
+        p = torch.sigmoid(f + t * q)
+        slope = C * float((p - y) @ q) + aKd + t * dKd
+        curv = C * float((p * (1.0 - p)) @ (q * q)) + dKd
+        if not curv > 0:
+            return 1.0
+        t_new = t - slope / curv
+        t_new = t_new if t_new > 0 else t / 2
+        if abs(t_new - t) <= 1e-8 * t:
+            return t_new
+        t = t_new
+    return t
+
+
+def _armijo(f, alpha, b, da, db, Kda, y, C, J, decrement):
+    step = 1.0
+    while True:
+        a_new, b_new = alpha + step * da, b + step * db
+        f_new = f + step * (Kda + db)
+        J_new = C * float(_log_loss_sum(f_new, y)) + 0.5 * float(a_new @ (f_new - b_new))
+        if J_new <= J - _ARMIJO * step * decrement or step < 1e-10:
+            return step, f_new, a_new, b_new, J_new
+        step *= 0.5
+
+
+def _dual_step(K, Kd, W, r, g, C, fast):
+    """Solve the bordered Newton system for (d alpha, d b).
+
+    (I + C W K) da + C W 1 db = -r  and  W^T K da + sum(W) db = -sum(g). With
+    B = I + C S K S (S = W^1/2, SPD, eigenvalues >= 1):
+    (I + C W K)^-1 v = v - C S B^-1 S K v.
+    """
+    S = W.sqrt()
+    rhs = torch.stack([-r, C * W], dim=1)
+    Krhs = Kd @ rhs
+    dtype = torch.float32 if fast else torch.float64
+    Sd = S.to(dtype)
+    B = K.to(dtype) * Sd[:, None]
+    B *= Sd[None, :]
+    B *= C
+    B.diagonal().add_(1.0)
+    L, info = torch.linalg.cholesky_ex(B)
+    if int(info) != 0:  # float32 lost definiteness: redo in float64
+        B = C * (S[:, None] * Kd * S[None, :])
+        B.diagonal().add_(1.0)
+        L = torch.linalg.cholesky(B)
+        dtype = torch.float64
+    t = torch.cholesky_solve((S[:, None] * Krhs).to(dtype), L).to(torch.float64)
+    sol = rhs - C * S[:, None] * t
+    u, v = sol[:, 0], sol[:, 1]
+    Ku_Kv = Kd @ sol
+    denom = float(W.sum()) - float(W @ Ku_Kv[:, 1])
+    # denom is the intercept's Schur complement (> 0); it vanishes only when every row
+    # is saturated, where the intercept has no curvature left to move along.
+    db = (-float(g.sum()) - float(W @ Ku_Kv[:, 0])) / denom if denom > 0 else 0.0
+    return u - v * db, db, Ku_Kv[:, 0] - db * Ku_Kv[:, 1]
+
+
+def _primal_newton(X: torch.Tensor, y: torch.Tensor, C: float, tol: float,
+                   max_iter: int) -> _Fit:
+    """Newton on (w, b) with the (d+1) x (d+1) Hessian; X is float64 [n, d]."""
+    n, d = X.shape
+    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], dim=1)
+    theta = torch.zeros(d + 1, dtype=torch.float64)
+    theta[d] = _initial_intercept(y)
+    reg = torch.ones(d + 1, dtype=torch.float64)
+    reg[d] = 0.0  # the intercept is not penalised
+
+    def objective(th, f):
+        return C * float(_log_loss_sum(f, y)) + 0.5 * float((reg * th * th).sum())
+
+    f = Xa @ theta
+    J = objective(theta, f)
+    for it in range(1, max_iter + 1):
+        p = torch.sigmoid(f)
+        grad = C * (Xa.T @ (p - y)) + reg * theta
+        H = C * (Xa.T @ (Xa * (p * (1 - p))[:, None]))
+        H.diagonal().add_(reg)
+        L, info = torch.linalg.cholesky_ex(H)
+        if int(info) != 0:  # all rows saturated: the intercept direction is flat
+            H.diagonal().add_(1e-12 * float(H.diagonal().max()))
+            L = torch.linalg.cholesky(H)
+        delta = -torch.cholesky_solve(grad[:, None], L)[:, 0]
+        decrement = -float(grad @ delta)
+        if not decrement > 0:
+            return _Fit(theta[:d], float(theta[d]), it, True, J)
+        Xd = Xa @ delta
+        step = _line_search(f, Xd, theta, delta, reg * delta, y, C)
+        th_new, f_new = theta + step * delta, f + step * Xd
+        J_new = objective(th_new, f_new)
+        if not J_new <= J:  # the 1-D search failed: plain backtracking
+            step = 1.0
+            while True:
+                th_new, f_new = theta + step * delta, f + step * Xd
+                J_new = objective(th_new, f_new)
+                if J_new <= J - _ARMIJO * step * decrement or step < 1e-10:
+                    break
+                step *= 0.5
+        theta, f, J = th_new, f_new, J_new
+        if decrement / 2 <= tol * max(1.0, abs(J)):
+            return _Fit(theta[:d], float(theta[d]), it, True, J)
+    return _Fit(theta[:d], float(theta[d]), max_iter, False, J)
+
+
+def _prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
+    """(solver-ready tensor, mean, scale): mean/scale are None when not standardising."""
+    Xt = torch.as_tensor(np.ascontiguousarray(X)).to(dtype)
+    if not standardize:
+        return Xt, None, None
+    return standardizer(Xt)
+
+
+def _solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int,
+           init=None) -> _Fit:
+    n, d = Xs.shape
+    if d <= n:
+        return _primal_newton(Xs.to(torch.float64), y, C, tol, max_iter)
+    K = _gram(Xs)
+    alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter, init)
+    w = Xs.T.to(torch.float64) @ alpha if Xs.dtype == torch.float64 else \
+        (Xs.T @ alpha.to(Xs.dtype)).to(torch.float64)
+    return _Fit(w, b, it, ok, J, alpha)
+
+
+def _check_fit_input(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be [n, d] and y [n]; got {X.shape} and {y.shape}")
+    if not C > 0:
+        raise ValueError(f"C must be positive; got {C}")
+    classes = np.unique(y)
+    if not np.isin(classes, (0, 1)).all() or classes.size != 2:
+        raise ValueError(f"y must hold both labels 0 and 1; got {classes.tolist()}")
+    return X, y.astype(np.float64)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, standardize: bool = True,
+                 tol: float = 1e-8, max_iter: int = 100) -> LogisticModel:
+    """Fit one probe to convergence (see module docstring for the objective).
+
+    ``tol`` bounds the objective's remaining decrease (half the squared Newton decrement)
+    relative to the objective; ``max_iter`` caps Newton iterations (10-20 is typical).
+    """
+    X, y = _check_fit_input(X, y, C)
+    dtype = _solver_dtype(standardize)
+    Xs, mean, scale = _prepare(X, standardize, dtype)
+    fit = _solve(Xs, torch.as_tensor(y), C, tol, max_iter)
+    return LogisticModel(fit.w.numpy(), fit.b, mean, scale, fit.n_iter, fit.converged,
+                         fit.objective)
+
+
+def _solver_dtype(standardize: bool) -> torch.dtype:
+    # Unscaled hidden states span orders of magnitude (massive activations): keep float64.
+    return torch.float32 if standardize else torch.float64
+
+
+@dataclass
+class LayerFit:
+    """Probes of one layer, one per position, on one train/test split.
+
+    Arrays are indexed by position; ``scores[p, j]`` is the log-odds of label 1 for
+    ``test_rows[j]``, rounded to float32 (NaN where that example lacks the position or the
+    cell was skipped); the metrics are computed from these rounded scores.
+    ``reasons[p]`` says why cell p has no probe. ``warm`` feeds the next layer's fit.
+    """
+
+    scores: np.ndarray
+    auc: np.ndarray
+    auc_lo: np.ndarray
+    auc_hi: np.ndarray
+    accuracy: np.ndarray
+    n_train: np.ndarray
+    n_test: np.ndarray
+    n_test_pos: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    reasons: dict[int, str] = field(default_factory=dict)
+    warm: list = field(default_factory=list)
+
+
+def cell_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
+    """Why a cell with these labels cannot be probed, or None when it can."""
+    tr_pos, te_pos = int(y_train.sum()), int(y_test.sum())
+    tr_neg, te_neg = y_train.size - tr_pos, y_test.size - te_pos
+    if min(tr_pos, tr_neg) < MIN_TRAIN_PER_CLASS:
+        return (f"too few training examples per class ({tr_pos} incorrect, {tr_neg} correct;"
+                f" need {MIN_TRAIN_PER_CLASS} of each)")
+    if min(te_pos, te_neg) < MIN_TEST_PER_CLASS:
+        return (f"too few test examples per class ({te_pos} incorrect, {te_neg} correct;"
+                f" need {MIN_TEST_PER_CLASS} of each)")
+    return None
+
+
+def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.ndarray,
+              test_rows: np.ndarray, *, C: float = 1.0, standardize: bool = True,
+              tol: float = 1e-8, max_iter: int = 100, level: float = 0.95,
+              warm: list | None = None) -> LayerFit:
+    """Fit one probe per position of a layer: X [n, P, d], mask [n, P], y [n] in {0, 1}.
+
+    Each cell trains on the rows of ``train_rows`` that have the position and is scored
+    on those of ``test_rows``. ``warm`` (a previous layer's ``LayerFit.warm`` on the same
+    split) starts Newton from that layer's solution when it is better than a cold start;
+    the optimum reached is the same.
+    """
+    n, P, _ = X.shape
+    y = np.asarray(y).astype(np.int64)
+    out = _empty_layer(P, len(test_rows))
+    dtype = _solver_dtype(standardize)
+    for p in range(P):
+        tr = train_rows[mask[train_rows, p]]
+        te_keep = mask[test_rows, p]
+        te = test_rows[te_keep]
+        out.n_train[p], out.n_test[p], out.n_test_pos[p] = tr.size, te.size, int(y[te].sum())
+        reason = cell_problem(y[tr], y[te])
+        if reason is not None:
+            out.reasons[p] = reason
+            out.warm.append(None)
+            continue
+        Xs, mean, scale = _prepare(X[tr, p, :], standardize, dtype)
+        init = _warm_init(warm, p, tr)
+        fit = _solve(Xs, torch.as_tensor(y[tr], dtype=torch.float64), C, tol, max_iter, init)
+        out.warm.append(None if fit.alpha is None else (tr, fit.alpha, fit.b))
+        model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
+        # float32 like the grid stores them, so stored scores reproduce every metric
+        s = model.decision_function(X[te, p, :]).astype(np.float32).astype(np.float64)
+        out.scores[p, te_keep] = s
+        out.n_iter[p], out.converged[p] = fit.n_iter, fit.converged
+        out.auc[p] = roc_auc(y[te], s)
+        out.auc_lo[p], out.auc_hi[p] = delong_ci(y[te], s, level)
+        out.accuracy[p] = float(np.mean((s > 0) == (y[te] == 1)))
+    return out
+
+
+def _warm_init(warm: list | None, p: int, rows: np.ndarray):
+    if not warm or p >= len(warm) or warm[p] is None:
+        return None
+    prev_rows, alpha, b = warm[p]
+    return (alpha, b) if np.array_equal(prev_rows, rows) else None
+
+
+def _empty_layer(P: int, k: int) -> LayerFit:
+    nan = np.full(P, np.nan)
+    zeros = np.zeros(P, dtype=np.int64)
+    return LayerFit(np.full((P, k), np.nan), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
+                    zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(),
+                    np.zeros(P, dtype=bool))
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    starts = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
+    ends = np.r_[starts[1:], xs.size]
+    avg = (starts + ends + 1) / 2.0
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def _auc_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n1 = int(labels.sum())
+    if n1 == 0 or n1 == labels.size:
+        return None
+    return labels, scores
+
+
+def roc_auc(labels, scores) -> float:
+    """Exact ROC AUC (Mann-Whitney U / n1 n0, ties count 1/2); NaN without both classes.
+
+    Label 1 is the positive class (an incorrect answer in probeheat's grids).
+    """
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan")
+    labels, scores = checked
+    ranks = _midranks(scores)
+    n1 = int(labels.sum())
+    n0 = labels.size - n1
+    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def delong_ci(labels, scores, level: float = 0.95) -> tuple[float, float]:
+    """DeLong's interval for the AUC (normal approximation, midranks handle ties).
+
+    Uses the fast structural-component form of Sun & Xu (2014); clipped to [0, 1].
+    (NaN, NaN) without both classes.
+    """
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan"), float("nan")
+    labels, scores = checked
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    n1, n0 = pos.size, neg.size
+    rz = _midranks(np.r_[pos, neg])
+    v10 = (rz[:n1] - _midranks(pos)) / n0
+    v01 = 1.0 - (rz[n1:] - _midranks(neg)) / n1
+    auc = float(v10.mean())
+    var = (v10.var(ddof=1) / n1 if n1 > 1 else 0.0) + (v01.var(ddof=1) / n0 if n0 > 1 else 0.0)
+    half = NormalDist().inv_cdf(0.5 + level / 2.0) * math.sqrt(max(var, 0.0))
+    return max(0.0, auc - half), min(1.0, auc + half)
+
+
+def bootstrap_ci(labels, scores, level: float = 0.95, n_boot: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Stratified percentile bootstrap interval for the AUC (classes resampled apart)."""
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan"), float("nan")
+    labels, scores = checked
+    rng = np.random.default_rng(seed)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    both = np.r_[np.ones(pos.size, np.int64), np.zeros(neg.size, np.int64)]
+    aucs = np.empty(n_boot)
+    for i in range(n_boot):
+        sample = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
+        aucs[i] = roc_auc(both, sample)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(aucs, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def stratified_split(labels, test_fraction: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, test_rows), sorted, with each class split in the same proportion.
+
+    Deterministic: ``numpy.random.default_rng(seed)`` permutes each class; the test set
+    takes ``round(test_fraction * class size)`` of it.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1); got {test_fraction}")
+    labels = np.asarray(labels).ravel()
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        k = int(round(test_fraction * rows.size))
+        test.append(rows[:k])
+        train.append(rows[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
