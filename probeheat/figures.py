@@ -105,7 +105,7 @@ def parse_panels(text: str, n: int) -> tuple[int, int]:
         raise UserError("--panels", f"{rows}x{cols} holds {rows * cols} panels, not {n} grids",
                         "give a shape with at least one cell per grid")
     if (rows - 1) * cols >= n or rows * (cols - 1) >= n:
-        raise UserError("--panels", f"{rows}x{cols} leaves a whole row or column empty for {n} grids",
+        raise UserError("--panels", f"{rows}x{cols} leaves a row or column empty for {n} grids",
                         "choose a tighter shape")
     return rows, cols
 
@@ -281,7 +281,8 @@ def grid_view(grid: GridBundle, *, metric: str = "auc", positions=None, layers=N
     values = _cells(grid, metric, shown_layers, shown_positions)
     if diff is not None:
         values = values - _cells(diff, metric, shown_layers, shown_positions)
-        lo, hi, cmap, label = *_diff_range(values, vmin, vmax), DIFF_CMAP, f"Δ {metric_label(metric)}"
+        lo, hi = _diff_range(values, vmin, vmax)
+        cmap, label = DIFF_CMAP, f"Δ {metric_label(metric)}"
     else:
         lo = DEFAULT_RANGE[0] if vmin is None else float(vmin)
         hi = DEFAULT_RANGE[1] if vmax is None else float(vmax)

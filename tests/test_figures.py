@@ -217,7 +217,8 @@ def test_seed_layouts_reproduce_from_options(tmp_path, out_dir, seed):
 
 def test_layer_zero_is_drawn_at_the_top(grid, out_dir):
     groups = svg_groups(export_grid(grid, out_dir / "f.svg"))
-    ticks = [g for g in groups["heatmap"].iter(f"{SVG}g") if (g.get("id") or "").startswith("ytick_")]
+    ticks = [g for g in groups["heatmap"].iter(f"{SVG}g")
+             if (g.get("id") or "").startswith("ytick_")]
     ys = {"".join(t.itertext()): float(t.get("y")) for g in ticks for t in g.iter(f"{SVG}text")}
     assert ys["0"] < ys["2"] < ys["30"]  # SVG y grows downwards
 
@@ -324,7 +325,8 @@ BAD = [
     (["--layers", "20:10"], "runs backwards"),
     (["--layers", "40"], "40 is not in"),
     (["--highlight", "4:40,first_answer:-1"], "layer 40 is not shown"),
-    (["--highlight", "4:28,first_answer:-1", "--positions", "-8:-1"], "'first_answer' is not shown"),
+    (["--highlight", "4:28,first_answer:-1", "--positions", "-8:-1"],
+     "'first_answer' is not shown"),
     (["--highlight", "4:28"], "is not LAYERS,POSITIONS"),
     (["--width", "huge"], "is not a width"),
     (["--vmin", "0.9", "--vmax", "0.6"], "not an increasing range"),
@@ -412,7 +414,8 @@ def test_pdf_text_maps_back_to_characters(grid, out_dir):
     data = pdf_bytes_all(export_grid(grid, out_dir / "f.pdf").read_bytes())
     cmaps = re.findall(rb"begincmap(.*?)endcmap", data, re.S)
     targets = [bytes.fromhex(h.decode()).decode("utf-16-be") for cmap in cmaps
-               for block in re.findall(rb"beginbf(?:range|char)(.*?)endbf(?:range|char)", cmap, re.S)
+               for block in re.findall(rb"beginbf(?:range|char)(.*?)endbf(?:range|char)",
+                                       cmap, re.S)
                for line in block.strip().splitlines()
                for h in re.findall(rb"<([0-9A-Fa-f]+)>", line)[2 if b"[" in line else 1:]]
     assert targets and "\x00" not in "".join(targets)

@@ -14,7 +14,7 @@ EPILOG = """\
 examples:
   probeheat export runs/grid -o fig.pdf
   probeheat export runs/grid -o fig.png --highlight 4:28,first_answer:-1 --mark-best
-  probeheat export runs/grid -o fig.svg --positions last_q,exact_answer_first:exact_answer_after_last,-8:-1
+  probeheat export runs/grid -o fig.svg --positions last_q,exact_answer_first:-1
   probeheat export runs/grid_a --diff runs/grid_b -o diff.pdf
   probeheat export m1_tqa m1_hqa m2_tqa m2_hqa -o all.pdf --panels 2x2 --panel-titles A,B,C,D
   probeheat export runs/generalization -o gen.pdf
@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     look.add_argument("--metric", default=None, help="grid metric to plot (default: auc)")
     look.add_argument("--positions", help="columns to show, in this order: comma list, "
                       "ranges like first_answer:-1 allowed (default: all, grid order)")
-    look.add_argument("--layers", help="rows to show: 0:16 (inclusive), 8:, or 0,4,8 (default: all)")
+    look.add_argument("--layers",
+                      help="rows to show: 0:16 (inclusive), 8:, or 0,4,8 (default: all)")
     look.add_argument("--width", default=None, help="single (3.25 in), double (6.75 in) or inches "
                       "(default: single; double for several grids)")
     look.add_argument("--height", type=float, default=None, metavar="INCHES",
@@ -115,7 +116,8 @@ def _export_generalization(bundles: list, args) -> Path:
     if len(bundles) > 1:
         raise UserError(str(bundles[1].path), "only one generalization bundle per figure",
                         "export them one at a time")
-    used = [f"--{n.replace('_', '-')}" for n in GRID_ONLY if getattr(args, n) not in (None, False, [])]
+    used = [f"--{n.replace('_', '-')}" for n in GRID_ONLY
+            if getattr(args, n) not in (None, False, [])]
     if used:
         raise UserError(used[0], "applies to grid bundles, not to a generalization matrix",
                         "leave it out (the matrix is always annotated)")
