@@ -169,6 +169,9 @@ def test_stripped_answer_text_is_accepted(smol):
         ("What is the capital of Mali?", "\n\nTimbuktu", "Timbuktu"),
         ("What is the calling code of France?", "The calling code of France is +34.", "+34"),
         ("What is the capital of Bermuda?", "It is St. George's. Or not.", "St. George's"),
+        ("Which continent is Bahrain in?", "Bahrain is a sovereign state located in Asia.", "Asia"),
+        ("Which continent is Aruba in?", "Aruba is actually a part of the Caribbean.", "Caribbean"),
+        ("What do you call a person from Peru?", 'It is a "Peruano" or "Peruvian".', "Peruano"),
         (
             "What is the currency of Bosnia?",
             "It is the Bosnia and Herzegovina mark",

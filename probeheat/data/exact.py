@@ -116,12 +116,14 @@ _REFUSAL = re.compile(
 )
 _COPULA = re.compile(r"\s(?:is|are|was|were)\s", re.IGNORECASE)
 _AFTER_COPULA = re.compile(
-    r"(?:(?:called|named|known\s+as|located\s+in|located\s+on|situated\s+in|found\s+in|"
+    # "a sovereign state located in", "actually a part of", "called", "in the"
+    r"(?:(?:an?\s+(?:[\w-]+\s+){0,3}?(?:located|situated|found)\s+(?:in|on)|called|named|"
+    r"known\s+as|located\s+(?:in|on)|situated\s+in|found\s+in|actually|also|officially|"
     r"part\s+of|in|on|the|a|an)\s+)+",
     re.IGNORECASE,
 )
 _ARTICLE = re.compile(r"(?:the|a|an)\s+", re.IGNORECASE)
-_CLAUSE_END = re.compile(r",|;|:|\s\(|\s[-–—]\s|\s(?:which|who|where|that|because)\s")
+_CLAUSE_END = re.compile(r",|;|:|\s\(|\s[-–—]\s|\s(?:which|who|where|that|because|or)\s")
 _ABBREVIATIONS = frozenset("st ste mt ft dr mr mrs ms jr sr no vs etc approx".split())
 _PRONOUNS = frozenset("it this that they he she which".split())
 _STOP = frozenset(
@@ -190,7 +192,7 @@ def heuristic_exact_answer(question: str, answer: str) -> tuple[int, int] | str:
         end = cut.start()
     start, end = _strip(answer, start, end)
     if article := _ARTICLE.match(answer, start, end):
-        start = article.end()
+        start, end = _strip(answer, article.end(), end)
     words = answer[start:end].split()
     if not words:
         return "no exact answer: nothing short left in the answer (heuristic)"

@@ -5,17 +5,20 @@ licence; its per-country JSON files are read directly (no import of the package,
 module stays light and the set does not depend on its lookup code). Currency names (ISO
 4217) and the alias choices below are ours.
 
-Relations, chosen so a small model gets a real mix of right and wrong answers: capital
-(easy for large countries, hard for small ones), continent, currency, demonym, calling
-code (hard), UN geoscheme subregion (hard). Grading is `alias_match`: a normalised alias
+Relations, chosen so a small model gets a real mix of right and wrong answers (SmolLM2-135M-
+Instruct, greedy, 20 questions each: continent 10, demonym 7, capital 3, currency 2,
+subregion 2 right): continent, demonym, capital (easy for large countries, hard for
+small ones), currency, UN geoscheme subregion. International calling codes were tried
+and left out: the model got 0 of 20, so the relation alone would predict the error and a
+probe could score well by recognising the question type.
+Grading is `alias_match`: a normalised alias
 occurring in the answer on word boundaries, so an alias must be specific enough that a
 WRONG answer never contains it. Rules that follow from that:
 - a question is dropped when one of its aliases occurs in the question itself (capital of
   Singapore, continent of Australia, demonym "Djibouti"): echoing the question would grade
   correct;
 - short aliases ("yen" for "Japanese yen") only where the short word names one currency;
-  never "dollar", "franc", "pound", "won", "real" ...;
-- calling codes of one digit (+1, +7) are dropped: "1" occurs in too many answers.
+  never "dollar", "franc", "pound", "won", "real" ...
 Known imprecision, accepted: "Eastern Asia" occurs inside "South-eastern Asia" after
 normalisation; "Sudanese" inside "South Sudanese"; "CFA franc" grades either CFA franc.
 """
@@ -33,7 +36,7 @@ from probeheat.data.graders import normalize
 
 NAME = "world-facts"
 LICENSE = "MIT (countryinfo data); questions and aliases: probeheat"
-RELATIONS = ("capital", "continent", "currency", "demonym", "calling_code", "subregion")
+RELATIONS = ("capital", "continent", "currency", "demonym", "subregion")
 
 # Entries of countryinfo's data/ folder that are duplicates, dissolved, or without a
 # single answer; and renames so questions read naturally and use current names.
@@ -171,8 +174,6 @@ _CURRENCY_EXTRA = {
 # Ordinary English words (or too short) to never use as a one-word currency alias.
 _NOT_SHORT = {"real", "won", "mark", "sol", "dram", "som", "euro", "rand"}
 
-_CALLING_SKIP = {"Kazakhstan", "Svalbard and Jan Mayen"}  # recorded codes are not +7 / +47
-
 
 def _data_dir() -> Path:
     from probeheat.errors import UserError
@@ -304,22 +305,9 @@ def _demonym(rec: dict) -> tuple[str, list[str]] | str:
     return f"What do you call a person from {_subject(rec['display'])}?", aliases
 
 
-def _calling_code(rec: dict) -> tuple[str, list[str]] | str:
-    codes = [c.replace("-", "") for c in rec.get("callingCodes") or [] if c.strip()]
-    if rec["name"] in _CALLING_SKIP or not codes or any(len(c) < 2 for c in codes):
-        return "no usable calling code"
-    aliases: list[str] = []
-    for c in codes:
-        aliases += [c, "+" + c]
-        if len(c) == 4 and c.startswith("1"):  # North American numbering: "+1 876"
-            aliases += [f"+1 {c[1:]}", f"1-{c[1:]}"]
-    question = f"What is the international calling code of {_subject(rec['display'])}?"
-    return question, aliases
-
-
 _BUILDERS = {
     "capital": _capital, "continent": _continent, "currency": _currency,
-    "demonym": _demonym, "calling_code": _calling_code, "subregion": _subregion,
+    "demonym": _demonym, "subregion": _subregion,
 }  # fmt: skip
 
 
