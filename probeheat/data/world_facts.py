@@ -11,9 +11,9 @@ subregion 2 right): continent, demonym, capital (easy for large countries, hard 
 small ones), currency, UN geoscheme subregion. International calling codes were tried
 and left out: the model got 0 of 20, so the relation alone would predict the error and a
 probe could score well by recognising the question type.
-Grading is `alias_match`: a normalised alias
-occurring in the answer on word boundaries, so an alias must be specific enough that a
-WRONG answer never contains it. Rules that follow from that:
+
+Grading is `alias_match` (a normalised alias occurring in the answer on word boundaries),
+so an alias must be specific enough that a WRONG answer never contains it. Rules that follow from that:
 - a question is dropped when one of its aliases occurs in the question itself (capital of
   Singapore, continent of Australia, demonym "Djibouti"): echoing the question would grade
   correct;
