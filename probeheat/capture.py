@@ -90,9 +90,11 @@ class GeneratedBatch:
     token_logprobs: list[list[float]]  # log p of each generated token (greedy choice)
     engine: CaptureEngine = field(repr=False)
     # mode "generate": site -> [n_layers_site, B, W, d] (last W prompt positions of the
-    # left-padded batch) and site -> list over decode steps of [n_layers_site, B, d]
+    # left-padded batch); site -> per decode step [n_layers_site, len(step_rows[j]), d],
+    # the states of generated token j of the rows step_rows[j] (rows leave once stopped)
     prompt_buffer: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     step_buffer: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)
+    step_rows: list[list[int]] = field(default_factory=list, repr=False)
 
     @property
     def prompt_lens(self) -> list[int]:
@@ -143,12 +145,13 @@ class GeneratedBatch:
 
     def _gather_buffers(self, site: str, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         prompt_buf, steps = self.prompt_buffer[site], self.step_buffer[site]
+        slot = [{b: k for k, b in enumerate(rows)} for rows in self.step_rows]
         n_l, _, window, d = prompt_buf.shape
         out = torch.zeros(len(idx), n_l, idx.shape[1], d, dtype=prompt_buf.dtype)
         for b, p in mask.nonzero().tolist():
             i, plen = int(idx[b, p]), len(self.prompt_ids[b])
             if i >= plen:
-                out[b, :, p] = steps[i - plen][:, b]
+                out[b, :, p] = steps[i - plen][:, slot[i - plen][b]]
             elif i >= plen - window:
                 out[b, :, p] = prompt_buf[:, b, window - plen + i]
             else:
@@ -212,6 +215,7 @@ class CaptureEngine:
         batch = GeneratedBatch(prompts, gen, reasons, logps, engine=self)
         if rec is not None:
             batch.prompt_buffer, batch.step_buffer = rec.prompt, rec.steps
+            batch.step_rows = rec.step_rows
         return batch
 
     def generate_text(self, prompts: Sequence[str], max_new_tokens: int | None = None, *,
@@ -253,30 +257,36 @@ class CaptureEngine:
         return gen, reasons, logps
 
     def _loop(self, out, mask, lens, max_new_tokens, stop_on_newline, rec):
+        """Greedy steps. A row leaves the batch once it has stopped (and, when recording,
+        once its stop token has been fed), so long answers do not make short ones pay."""
         n = len(lens)
         gen: list[list[int]] = [[] for _ in range(n)]
         logps: list[list[float]] = [[] for _ in range(n)]
         reasons: list[str | None] = [None] * n
+        rows = list(range(n))  # batch slot -> original row
+        logits, past = out.logits[:, -1, :], out.past_key_values
         for step in range(max_new_tokens):
-            logits = out.logits[:, -1, :].float()
-            tok = logits.argmax(-1)
-            lp = torch.log_softmax(logits, -1).gather(1, tok[:, None])[:, 0]
-            for b, (t, v) in enumerate(zip(tok.tolist(), lp.tolist(), strict=True)):
-                if reasons[b] is None:
-                    gen[b].append(t)
-                    logps[b].append(v)
-                    reasons[b] = self._stop_reason(t, len(gen[b]), max_new_tokens,
-                                                   stop_on_newline)
-            finished = all(r is not None for r in reasons)
-            if finished and rec is None:
+            tok = logits.float().argmax(-1)
+            lp = torch.log_softmax(logits.float(), -1).gather(1, tok[:, None])[:, 0]
+            for b, t, v in zip(rows, tok.tolist(), lp.tolist(), strict=True):
+                gen[b].append(t)
+                logps[b].append(v)
+                reasons[b] = self._stop_reason(t, len(gen[b]), max_new_tokens, stop_on_newline)
+            # When recording, stopped rows are fed once more so that their last token (EOS,
+            # position -1) gets its hidden states; otherwise they leave right away.
+            feed = [i for i, b in enumerate(rows) if rec or reasons[b] is None]
+            if not feed:
                 break
-            # Feed the new tokens; after the last stop this is the extra step that gives the
-            # final tokens (EOS, position -1) their hidden states.
-            mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)
-            out = self._forward(tok[:, None], mask, (lens + step)[:, None], out.past_key_values)
-            rec.flush_step() if rec else None
-            if finished:
+            rows, past, (tok, mask, lens) = _select(feed, rows, past, tok, mask, lens)
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            out = self._forward(tok[:, None].to(mask.device), mask, (lens + step)[:, None], past)
+            logits, past = out.logits[:, -1, :], out.past_key_values
+            if rec:
+                rec.flush_step(rows)
+            alive = [i for i, b in enumerate(rows) if reasons[b] is None]
+            if not alive:
                 break
+            rows, past, (logits, mask, lens) = _select(alive, rows, past, logits, mask, lens)
         return gen, reasons, logps
 
     def _stop_reason(self, tok: int, n_gen: int, limit: int, stop_on_newline: bool) -> str | None:
@@ -321,6 +331,15 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
         if value is not None:
             ids.update([value] if isinstance(value, int) else value)
     return ids
+
+
+def _select(keep: list[int], rows: list[int], past: Any, *tensors: torch.Tensor):
+    """Keep batch slots `keep` of the rows, the KV cache and each tensor."""
+    if len(keep) == len(rows):
+        return rows, past, tensors
+    idx = torch.tensor(keep, device=tensors[0].device)
+    past.batch_select_indices(idx)
+    return [rows[i] for i in keep], past, tuple(t[idx.to(t.device)] for t in tensors)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -372,6 +391,7 @@ class _StreamRecorder:
         self.current: dict[str, dict[int, torch.Tensor]] = {s: {} for s in engine.sites}
         self.prompt: dict[str, torch.Tensor] = {}
         self.steps: dict[str, list[torch.Tensor]] = {s: [] for s in engine.sites}
+        self.step_rows: list[list[int]] = []
 
     def take(self, site: str, slot: int, hidden: torch.Tensor) -> None:
         self.current[site][slot] = hidden[:, hidden.shape[1] - self.keep:, :]
@@ -387,9 +407,10 @@ class _StreamRecorder:
         for site in self.engine.sites:
             self.prompt[site] = self._stacked(site)  # [n_l, B, keep, d]
 
-    def flush_step(self) -> None:
+    def flush_step(self, rows: list[int]) -> None:
+        self.step_rows.append(list(rows))
         for site in self.engine.sites:
-            self.steps[site].append(self._stacked(site)[:, :, 0])  # [n_l, B, d]
+            self.steps[site].append(self._stacked(site)[:, :, 0])  # [n_l, len(rows), d]
 
 
 class _GatherRecorder:

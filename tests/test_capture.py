@@ -145,6 +145,8 @@ def test_rows_that_stop_early_keep_their_last_state(loaded):
     finally:
         loaded.model.generation_config.eos_token_id = None
     assert batch.gen_lens[1] == 1 and batch.stop_reasons[1] == "eos"
+    # the row is fed its EOS once, then leaves the batch
+    assert 1 in batch.step_rows[0] and all(1 not in rows for rows in batch.step_rows[1:])
     a, _ = batch.gather(ends(batch), NAMES)
     b, _ = alone.gather(ends(alone), NAMES)
     np.testing.assert_allclose(a["resid"][1], b["resid"][0], atol=1e-4)
@@ -157,7 +159,8 @@ def test_buffers_hold_only_lookback_prompt_positions(loaded):
     assert batch.prompt_buffer["resid"].shape == (n + 1, 3, 3, 32)
     assert batch.prompt_buffer["mlp"].shape == (n, 3, 3, 32)
     assert len(batch.step_buffer["resid"]) == max(batch.gen_lens)  # one state per new token
-    assert all(s.shape == (n + 1, 3, 32) for s in batch.step_buffer["resid"])
+    for rows, states in zip(batch.step_rows, batch.step_buffer["resid"], strict=True):
+        assert states.shape == (n + 1, len(rows), 32)
     with pytest.raises(ValueError, match="lookback"):
         batch.gather([{"x": 0}, {}, {}], ["x"])  # row 0's prompt has 9 tokens; 0 is not kept
 
@@ -184,9 +187,15 @@ def test_bfloat16_capture_returns_bfloat16_arrays():
 
 
 def test_generate_text_matches_generate(loaded):
-    engine = CaptureEngine(loaded, max_new_tokens=4)
-    texts = engine.generate_text([" ".join(map(str, p)) for p in PROMPTS], batch_size=2)
-    batch = engine.generate(PROMPTS)
+    free = CaptureEngine(loaded, max_new_tokens=5).generate(PROMPTS)
+    loaded.model.generation_config.eos_token_id = free.generated_ids[2][1]
+    try:
+        engine = CaptureEngine(loaded, max_new_tokens=5)
+        texts = engine.generate_text([" ".join(map(str, p)) for p in PROMPTS], batch_size=2)
+        batch = engine.generate(PROMPTS)
+    finally:
+        loaded.model.generation_config.eos_token_id = None
+    assert "eos" in batch.stop_reasons
     assert texts == [StubTokenizer().decode(g) for g in batch.generated_ids]
 
 
