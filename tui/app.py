@@ -14,7 +14,6 @@ from textual.binding import Binding
 from probeheat.bundle import open_bundle
 from probeheat.errors import UserError
 
-from .browser import BrowserScreen
 from .heatmap_screen import HeatmapScreen
 from .model import GridModel
 from .screens import MIN_HEIGHT, MIN_WIDTH, MessageScreen, RunScreen, TooSmallScreen
@@ -79,6 +78,8 @@ class ViewerApp(App):
             return MessageScreen("Cannot open", [UserError(str(root), "no such folder",
                                  "pass a folder of bundles, e.g. probeheat view artifacts/")
                                  .line()])
+        from .browser import BrowserScreen  # DataTable costs start-up time a grid never needs
+
         return BrowserScreen(root)
 
     def heatmap(self, grids, candidates=None) -> HeatmapScreen:

@@ -32,6 +32,7 @@ HEADER_LINES = 1
 MIN_CELL, MAX_CELL = 4, 9
 NAN_GLYPH = "╱"
 BEST_GLYPH = "★"
+UNDERLINE = Style(underline=True)
 Box = tuple[int, int, int, int]  # row_lo, row_hi, col_lo, col_hi (inclusive indices)
 
 
@@ -121,6 +122,9 @@ class HeatmapView(ScrollView, can_focus=True):
         self.cell_width = MIN_CELL
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._styles: dict[tuple, Style] = {}
+        # Called synchronously on every cursor move, so that whoever shows the cell (the
+        # status line) repaints in the same frame as the grid; CursorMoved comes later.
+        self.on_cursor_move = None
 
     # -- data -----------------------------------------------------------------------------
 
@@ -178,6 +182,8 @@ class HeatmapView(ScrollView, can_focus=True):
             self.refresh_lines(HEADER_LINES + row)
             self.refresh(Region(0, 0, self.size.width, HEADER_LINES))
         self.scroll_to_cursor()
+        if self.on_cursor_move is not None:
+            self.on_cursor_move(row, col)
         self.post_message(self.CursorMoved(self, row, col))
 
     def scroll_to_cursor(self) -> None:
@@ -263,7 +269,7 @@ class HeatmapView(ScrollView, can_focus=True):
         sx, sy = int(self.scroll_x), int(self.scroll_y)
         row = -1 if y < HEADER_LINES else sy + y - HEADER_LINES
         if row >= self.n_rows or not self.n_cols:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._base)
         cursor = self.cursor_col if row == self.cursor_row else -1
         hover = self.hover[1] if self.hover and self.hover[0] == row else -1
         pending = self._boxes()[-1][0] if self.anchor is not None else None
@@ -284,7 +290,7 @@ class HeatmapView(ScrollView, can_focus=True):
             segments.extend(self._cell_segments(row, col, boxes))
         body = Strip(segments).crop(sx - first * cw, sx - first * cw + width - gutter)
         head = Strip(self._gutter_segments(row, gutter, boxes if sx == 0 else []))
-        return Strip.join([head, body]).crop_extend(0, width, self.rich_style)
+        return Strip.join([head, body]).crop_extend(0, width, self._base)
 
     def _component(self, name: str) -> Style:
         key = ("component", name)
@@ -292,44 +298,59 @@ class HeatmapView(ScrollView, can_focus=True):
             self._styles[key] = self.get_component_rich_style(name, partial=True)
         return self._styles[key]
 
+    @property
+    def _base(self) -> Style:
+        # rich_style walks the CSS of every ancestor: far too slow to ask once per cell
+        style = self._styles.get(("base",))
+        if style is None:
+            style = self._styles[("base",)] = self.rich_style
+        return style
+
+    def _on(self, name: str) -> Style:
+        """The widget's style with a component class on top."""
+        key = ("on", name)
+        if key not in self._styles:
+            self._styles[key] = self._base + self._component(name)
+        return self._styles[key]
+
     def _gutter_segments(self, row: int, gutter: int, boxes) -> list[Segment]:
-        base = self.rich_style
+        base = self._base
         if row < 0:
             return [Segment(" " * gutter, base)]
         name = "heatmap--cursor-label" if row == self.cursor_row else "heatmap--label"
         label = Segment(self.frame.row_labels[row].rjust(gutter - 2) + " ",
-                        base + self._component(name))
+                        self._on(name))
         edge = Segment(" ", base)
         for (r0, r1, c0, _), box_name in boxes:
             if c0 == 0 and r0 <= row <= r1:
-                edge = Segment("│", base + self._component(box_name))
+                edge = Segment("│", self._on(box_name))
         return [label, edge]
 
     def _cell_segments(self, row: int, col: int, boxes) -> list[Segment]:
         underline = None
-        gap, gap_style = " ", self.rich_style
+        gap, gap_style = " ", self._base
         for (r0, r1, c0, c1), name in boxes:
             if c0 <= col <= c1 and (row == r1 or row == r0 - 1):
                 underline = name
             if r0 <= row <= r1 and col == c0 - 1 or r0 <= row <= r1 and col == c1:
-                gap, gap_style = "│", self.rich_style + self._component(name)
+                gap, gap_style = "│", self._on(name)
         text, style = self._cell_text_style(row, col)
         if underline:
-            style += self._component(underline) + Style(underline=True)
+            style += self._component(underline) + UNDERLINE
             if gap == " " and any(c0 <= col < c1 for (_, _, c0, c1), n in boxes if n == underline):
-                gap_style = self.rich_style + self._component(underline) + Style(underline=True)
+                gap_style = self._on(underline) + UNDERLINE
         return [Segment(text, style), Segment(gap, gap_style)]
 
     def _cell_text_style(self, row: int, col: int) -> tuple[str, Style]:
         w = self.cell_width - 1
         if row < 0:
             name = "heatmap--cursor-label" if col == self.cursor_col else "heatmap--label"
-            return self._headers[col].ljust(w)[:w], self.rich_style + self._component(name)
+            return self._headers[col].ljust(w)[:w], self._on(name)
         frame = self.frame
         value = float(frame.values[row, col])
         no_color = self.app.no_color
         if math.isnan(value):
-            text, style = NAN_GLYPH * w, self.rich_style + self._component("heatmap--nan")
+            text, style = NAN_GLYPH * w, self._on("heatmap--nan")
         else:
             text = frame.text_of(value) if frame.show_values else ""
             if no_color and not text:
@@ -351,7 +372,7 @@ class HeatmapView(ScrollView, can_focus=True):
         style = self._styles.get(key)
         if style is None:
             if no_color:
-                style = self.rich_style
+                style = self._base
             else:
                 style = Style.from_color(_rich_color(ink_for(rgb)), _rich_color(rgb))
             self._styles[key] = style

@@ -100,6 +100,7 @@ class HeatmapScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.view.on_cursor_move = self.cursor_moved
         self.show_state()
         self.view.focus()
 
@@ -175,8 +176,8 @@ class HeatmapScreen(Screen):
 
     # -- events ---------------------------------------------------------------------------
 
-    def on_heatmap_view_cursor_moved(self, event: HeatmapView.CursorMoved) -> None:
-        self.state.cursor = (event.row, event.col)
+    def cursor_moved(self, row: int, col: int) -> None:
+        self.state.cursor = (row, col)
         self.update_status()
 
     def on_heatmap_view_hovered(self, event: HeatmapView.Hovered) -> None:

@@ -68,6 +68,7 @@ class GridModel:
         self.positions = grid.positions
         self.metrics = grid.metrics
         self._values: dict[str, np.ndarray] = {}
+        self._intervals: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def values(self, metric: str) -> np.ndarray:
         if metric not in self._values:
@@ -83,7 +84,9 @@ class GridModel:
         return self.grid.reasons()
 
     def interval(self, metric: str, row: int, col: int) -> tuple[float, float] | None:
-        bounds = self.grid.interval(metric)
+        if metric not in self._intervals:  # read once: the status line asks on every key
+            self._intervals[metric] = self.grid.interval(metric)
+        bounds = self._intervals[metric]
         if bounds is None:
             return None
         lo, hi = float(bounds[0][row, col]), float(bounds[1][row, col])

@@ -10,8 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Footer, Label, Static
 
 from .model import CellDetail, Example
 
@@ -69,13 +68,16 @@ class PromptScreen(ModalScreen[str | None]):
         self.suggestions = suggestions
 
     def compose(self) -> ComposeResult:
+        from textual.suggester import SuggestFromList
+        from textual.widgets import Input
+
         with Vertical(classes="dialog"):
             yield Label(self.title_text)
             suggester = (SuggestFromList(self.suggestions, case_sensitive=False)
                          if self.suggestions else None)
             yield Input(self.value, placeholder=self.placeholder, suggester=suggester)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_input_submitted(self, event) -> None:
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:
@@ -92,11 +94,13 @@ class PickScreen(ModalScreen[int | None]):
         self.title_text, self.labels = title, labels
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+
         with Vertical(classes="dialog"):
             yield Label(self.title_text)
             yield OptionList(*self.labels)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    def on_option_list_option_selected(self, event) -> None:
         self.dismiss(event.option_index)
 
     def action_cancel(self) -> None:
