@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from probeheat.tui import colors
 from probeheat.tui.app import ViewerApp
-from probeheat.tui.browser import BrowserScreen
 from probeheat.tui.heatmap import HeatmapView
 from probeheat.tui.heatmap_screen import HeatmapScreen
 from probeheat.tui.model import (
@@ -24,42 +20,24 @@ from probeheat.tui.model import (
     find_bundles,
     match_jump,
 )
-from probeheat.tui.screens import MessageScreen, PickScreen, RunScreen, TooSmallScreen
-from tui_fixtures import POSITIONS, make_artifacts, make_grid
+from probeheat.tui.screens import PickScreen
+from tui_fixtures import (
+    POSITIONS,
+    SIZE,
+    answer_prompt,
+    make_artifacts,
+    make_grid,
+    pilot_test,
+    screen_text,
+    status,
+)
 
 from probeheat.bundle import open_grid
-
-SIZE = (100, 30)
-
-
-def pilot_test(test):
-    """Run an async Pilot test with asyncio (no pytest async plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 @pytest.fixture(scope="module")
 def art(tmp_path_factory) -> dict[str, Path]:
     return make_artifacts(tmp_path_factory.mktemp("artifacts"))
-
-
-def screen_text(app) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def answer_prompt(pilot, key: str, text: str) -> None:
-    """Open a prompt with key, fill it in and submit (typing each key is slow under Pilot)."""
-    await pilot.press(key)
-    pilot.app.screen.query_one("Input").value = text
-    await pilot.press("enter")
-
-
-def status(app) -> str:
-    return str(app.screen.query_one("#status").render())
 
 
 # -- colours and small pure pieces ----------------------------------------------------------
@@ -363,102 +341,3 @@ async def test_export_writes_the_current_view(art, tmp_path):
         await pilot.pause()
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert any(f"wrote {out}" in n.message for n in app._notifications)
-
-
-# -- Pilot: the browser and bad input -------------------------------------------------------
-
-@pilot_test
-async def test_browser_lists_bundles_and_opens_a_grid(art):
-    root = art["grid"].parent.parent
-    app = ViewerApp([root])
-    async with app.run_test(size=SIZE) as pilot:
-        assert isinstance(app.screen, BrowserScreen)
-        text = screen_text(app)
-        assert "grids/tiny-trivia" in text and "runs/tiny-nogrid" in text
-        names = [e.name for e in app.screen.entries]
-        await pilot.press(*["down"] * names.index("grids/tiny-trivia"), "enter")
-        assert isinstance(app.screen, HeatmapScreen)
-        await pilot.press("d")  # the browser's other grids are on offer for a diff
-        assert isinstance(app.screen, PickScreen)
-        await pilot.press("escape", "escape")
-        assert isinstance(app.screen, BrowserScreen)
-        await pilot.press("home", *["down"] * names.index("runs/tiny-nogrid"), "enter")
-        assert isinstance(app.screen, RunScreen)
-        assert "probeheat probe" in screen_text(app)
-
-
-@pilot_test
-async def test_browser_marks_grids_to_open_as_tabs(art):
-    app = ViewerApp([art["grid"].parent.parent])
-    async with app.run_test(size=SIZE) as pilot:
-        names = [e.name for e in app.screen.entries]
-        first = names.index("grids/tiny-trivia")
-        await pilot.press(*["down"] * first, "space", "space", "o")
-        assert isinstance(app.screen, HeatmapScreen) and len(app.screen.states) == 2
-
-
-@pilot_test
-async def test_empty_folder_says_how_to_make_bundles(tmp_path):
-    app = ViewerApp([tmp_path])
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        assert "no bundles under" in status(app)
-        await pilot.press("enter")  # nothing to open: no crash
-        assert isinstance(app.screen, BrowserScreen)
-
-
-@pilot_test
-async def test_bad_paths_become_messages(art, tmp_path):
-    (tmp_path / "notes.txt").write_text("hi")
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "manifest.json").write_text(json.dumps({"kind": "grid"}))
-    for path, expected in [(tmp_path / "notes.txt", "not a bundle"),
-                           (corrupt, "corrupt"),
-                           (tmp_path / "missing", "no such")]:
-        app = ViewerApp([path, art["grid"]] if path == corrupt else [path])
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
-            screen = app.screen if path != corrupt else app.screen_stack[-2]
-            assert isinstance(screen, MessageScreen), path
-            assert expected in screen.lines[0], screen.lines
-    app = ViewerApp([], root=tmp_path / "nope")
-    async with app.run_test(size=SIZE) as pilot:
-        assert isinstance(app.screen, MessageScreen)
-
-
-@pilot_test
-async def test_run_bundle_without_grid_shows_how_to_make_one(art):
-    app = ViewerApp([art["run_only"]])
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        assert isinstance(app.screen, RunScreen)
-        assert f"probeheat probe {art['run_only']} --out GRID" in screen_text(app)
-
-
-@pilot_test
-async def test_small_terminal_asks_for_80x24(art):
-    app = ViewerApp([art["grid"]])
-    async with app.run_test(size=(60, 20)) as pilot:
-        await pilot.pause()
-        assert isinstance(app.screen, TooSmallScreen)
-        assert "at least 80x24" in screen_text(app)
-        await pilot.resize_terminal(80, 24)
-        await pilot.pause()
-        assert isinstance(app.screen, HeatmapScreen)
-
-
-@pilot_test
-async def test_every_binding_has_an_id_and_description():
-    from probeheat.tui.commands import _described_bindings
-
-    for owner in (HeatmapView, HeatmapScreen, BrowserScreen, MessageScreen, RunScreen):
-        for binding in owner.BINDINGS:
-            assert binding.id and binding.description, (owner, binding)
-    assert HeatmapScreen.COMMANDS and BrowserScreen.COMMANDS
-    app = ViewerApp([Path("unused")])
-    async with app.run_test(size=SIZE):
-        screen = HeatmapScreen([])
-        screen.focused = HeatmapView()
-        names = {d for d, *_ in _described_bindings(screen)}
-    assert {"Jump", "Diff", "Export", "Region", "Detail", "Values", "Metric"} <= names

@@ -7,7 +7,9 @@ snapshots look like a real grid. Dates are pinned so snapshots do not change day
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from pathlib import Path
 from unittest import mock
 
@@ -116,3 +118,33 @@ def make_artifacts(root: Path) -> dict[str, Path]:
         "run_only": make_run(root / "runs" / "tiny-nogrid", n=12, layers=4),
     }
     return paths
+
+
+# -- Pilot helpers ---------------------------------------------------------------------------
+
+SIZE = (100, 30)  # small enough that 32 layers scroll
+
+
+def pilot_test(test):
+    """Run an async Pilot test with asyncio (no pytest async plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def screen_text(app) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def answer_prompt(pilot, key: str, text: str) -> None:
+    """Open a prompt with key, fill it in and submit (typing each key is slow under Pilot)."""
+    await pilot.press(key)
+    pilot.app.screen.query_one("Input").value = text
+    await pilot.press("enter")
+
+
+def status(app) -> str:
+    return str(app.screen.query_one("#status").render())

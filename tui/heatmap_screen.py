@@ -78,6 +78,9 @@ class HeatmapScreen(Screen):
         self.states = [GridState(m, metric if metric in m.metrics else _first_metric(m),
                                  vmin, vmax) for m in models]
         self.active = 0
+        self.missing_metric = [s.model.name for s in self.states
+                               if metric and metric not in s.model.metrics]
+        self.requested_metric = metric
         # other grids on offer for a diff: a callable returning [(label, path)], e.g. the browser's
         self.candidates = candidates or (lambda: [])
 
@@ -102,6 +105,10 @@ class HeatmapScreen(Screen):
     def on_mount(self) -> None:
         self.view.on_cursor_move = self.cursor_moved
         self.show_state()
+        if self.missing_metric:
+            self.notify(f"{', '.join(self.missing_metric)}: no metric "
+                        f"{self.requested_metric!r}; showing {self.state.metric} "
+                        "(m switches metric)", severity="warning", timeout=8)
         self.view.focus()
 
     # -- drawing --------------------------------------------------------------------------
@@ -277,7 +284,8 @@ class HeatmapScreen(Screen):
     def action_help(self) -> None:
         from .help import help_text
 
-        self.app.push_screen(TextScreen(help_text(self, self.state.model.positions),
+        self.app.push_screen(TextScreen(help_text(self, self.state.model.positions,
+                                                  self.view.cell_width - 1),
                                         screen_id="help"))
 
     # -- diff -----------------------------------------------------------------------------

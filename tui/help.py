@@ -9,7 +9,7 @@ from .heatmap import BEST_GLYPH, NAN_GLYPH, HeatmapView
 from .model import column_headers
 
 
-def help_text(screen, positions: list[str]) -> Table:
+def help_text(screen, positions: list[str], header_width: int) -> Table:
     out = Table.grid(padding=(0, 2))
     out.add_column(no_wrap=True)
     out.add_column()
@@ -27,8 +27,7 @@ def help_text(screen, positions: list[str]) -> Table:
     out.add_row("values", "the metric x 100 (the status line shows it in full)")
     out.add_row("", "")
     out.add_row(Text("Columns", style="bold underline"), "")
-    for width in (3,):
-        for short, name in zip(column_headers(positions, width), positions, strict=True):
-            if short != name:
-                out.add_row(short, name)
+    for short, name in zip(column_headers(positions, header_width), positions, strict=True):
+        if short != name:
+            out.add_row(short, name)
     return out
