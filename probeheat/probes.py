@@ -49,6 +49,7 @@ PRESETS = {
 }
 
 _ARMIJO = 1e-4
+_CHORD = 1e-4  # objective gap (relative) below which one step reuses the factorisation
 _PARALLEL_WORK = 1 << 20  # rows x features below which a cell runs on one thread
 
 
@@ -117,17 +118,24 @@ def _initial_intercept(y: torch.Tensor) -> float:
 
 
 def _gram(Xs: torch.Tensor) -> torch.Tensor:
-    """K = Xs Xs^T from three block products instead of four (K is symmetric)."""
+    """K = Xs Xs^T computing only the lower block triangle (K is symmetric).
+
+    With 4 row blocks that is 10 of 16 block products: measured 0.66x the time of one
+    full product for n=2000, d=4096 (2 blocks: 0.77x; more blocks: smaller, slower GEMMs).
+    """
     n = Xs.shape[0]
-    if n < 1024:
+    blocks = max(1, min(4, n // 512))
+    if blocks == 1:
         return Xs @ Xs.T
-    h = n // 2
-    top, bottom = Xs[:h], Xs[h:]
+    edges = [round(i * n / blocks) for i in range(blocks + 1)]
     K = torch.empty(n, n, dtype=Xs.dtype)
-    K[:h, :h] = top @ top.T
-    K[h:, :h] = bottom @ top.T
-    K[:h, h:] = K[h:, :h].T
-    K[h:, h:] = bottom @ bottom.T
+    for i in range(blocks):
+        rows = slice(edges[i], edges[i + 1])
+        for j in range(i + 1):
+            cols = slice(edges[j], edges[j + 1])
+            K[rows, cols] = Xs[rows] @ Xs[cols].T
+            if i != j:
+                K[cols, rows] = K[rows, cols].T
     return K
 
 
@@ -147,12 +155,14 @@ def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_ite
         J0 = C * float(_log_loss_sum(f0, y)) + 0.5 * float(a0 @ (f0 - b0))
         if J0 < J:  # a warm start is used only when it beats the cold one
             alpha, b, f, J = a0.clone(), b0, f0, J0
+    factor, reuse = None, False
     for it in range(1, max_iter + 1):
         p = torch.sigmoid(f)
         g = p - y
-        W = p * (1.0 - p)
         r = C * g + alpha  # gradient in w-space is Xs^T r
-        da, db, Kda = _dual_step(K, Kd, W, r, g, C, fast)
+        if not reuse:
+            factor = _DualFactor(K, Kd, p * (1.0 - p), C, fast)
+        da, db, Kda = factor.solve(r, float(g.sum()))
         decrement = -(float(r @ Kda) + C * float(g.sum()) * db)
         if not decrement > 0:  # no descent left at float64 precision
             return alpha, b, it, True, J
@@ -166,6 +176,10 @@ def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_ite
         alpha, b, f, J = a_new, b_new, f_new, J_new
         if decrement / 2 <= tol * max(1.0, abs(J)):
             return alpha, b, it, True, J
+        # Near the optimum the Hessian hardly moves between iterates: one more step with
+        # the current factorisation (a chord step, still a descent direction) saves a
+        # Cholesky; after it, always refactor so convergence stays quadratic.
+        reuse = not reuse and decrement / 2 <= _CHORD * max(1.0, abs(J))
     return alpha, b, max_iter, False, J
 
 
@@ -205,37 +219,44 @@ def _armijo(f, alpha, b, da, db, Kda, y, C, J, decrement):
         step *= 0.5
 
 
-def _dual_step(K, Kd, W, r, g, C, fast):
-    """Solve the bordered Newton system for (d alpha, d b).
+class _DualFactor:
+    """The bordered Newton system at weights W, factored once, solvable for any gradient.
 
     (I + C W K) da + C W 1 db = -r  and  W^T K da + sum(W) db = -sum(g). With
     B = I + C S K S (S = W^1/2, SPD, eigenvalues >= 1):
     (I + C W K)^-1 v = v - C S B^-1 S K v.
     """
-    S = W.sqrt()
-    rhs = torch.stack([-r, C * W], dim=1)
-    Krhs = Kd @ rhs
-    dtype = torch.float32 if fast else torch.float64
-    Sd = S.to(dtype)
-    B = K.to(dtype) * Sd[:, None]
-    B *= Sd[None, :]
-    B *= C
-    B.diagonal().add_(1.0)
-    L, info = torch.linalg.cholesky_ex(B)
-    if int(info) != 0:  # float32 lost definiteness: redo in float64
-        B = C * (S[:, None] * Kd * S[None, :])
+
+    def __init__(self, K, Kd, W, C, fast):
+        self.Kd, self.W, self.C = Kd, W, C
+        self.S = W.sqrt()
+        self.dtype = torch.float32 if fast else torch.float64
+        Sc = (self.S * math.sqrt(C)).to(self.dtype)
+        B = K.to(self.dtype) * Sc[:, None]
+        B *= Sc[None, :]
         B.diagonal().add_(1.0)
-        L = torch.linalg.cholesky(B)
-        dtype = torch.float64
-    t = torch.cholesky_solve((S[:, None] * Krhs).to(dtype), L).to(torch.float64)
-    sol = rhs - C * S[:, None] * t
-    u, v = sol[:, 0], sol[:, 1]
-    Ku_Kv = Kd @ sol
-    denom = float(W.sum()) - float(W @ Ku_Kv[:, 1])
-    # denom is the intercept's Schur complement (> 0); it vanishes only when every row
-    # is saturated, where the intercept has no curvature left to move along.
-    db = (-float(g.sum()) - float(W @ Ku_Kv[:, 0])) / denom if denom > 0 else 0.0
-    return u - v * db, db, Ku_Kv[:, 0] - db * Ku_Kv[:, 1]
+        self.L, info = torch.linalg.cholesky_ex(B)
+        if int(info) != 0:  # float32 lost definiteness: redo in float64
+            Sc = self.S * math.sqrt(C)
+            B = Kd * Sc[:, None] * Sc[None, :]
+            B.diagonal().add_(1.0)
+            self.L, self.dtype = torch.linalg.cholesky(B), torch.float64
+
+    def _a_inv(self, V: torch.Tensor) -> torch.Tensor:
+        SKV = self.S[:, None] * (self.Kd @ V)
+        t = torch.cholesky_solve(SKV.to(self.dtype), self.L).to(torch.float64)
+        return V - self.C * self.S[:, None] * t
+
+    def solve(self, r: torch.Tensor, g_sum: float):
+        """(d alpha, d b, K d alpha) for the gradient (Xs^T r, C g_sum)."""
+        sol = self._a_inv(torch.stack([-r, self.C * self.W], dim=1))
+        K_sol = self.Kd @ sol
+        W = self.W
+        denom = float(W.sum()) - float(W @ K_sol[:, 1])
+        # denom is the intercept's Schur complement (> 0); it vanishes only when every row
+        # is saturated, where the intercept has no curvature left to move along.
+        db = (-g_sum - float(W @ K_sol[:, 0])) / denom if denom > 0 else 0.0
+        return sol[:, 0] - sol[:, 1] * db, db, K_sol[:, 0] - db * K_sol[:, 1]
 
 
 def _primal_newton(X: torch.Tensor, y: torch.Tensor, C: float, tol: float,
