@@ -82,7 +82,6 @@ def main() -> None:
                          "(0 = all cells)")
     ap.add_argument("--sklearn-tol", type=float, default=1e-6)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for probeheat")
-    ap.add_argument("--no-warm", action="store_true", help="cold-start every cell")
     ap.add_argument("--quick", action="store_true", help="4 layers x 5 positions, small data")
     args = ap.parse_args()
     if args.quick:
@@ -98,13 +97,11 @@ def main() -> None:
                                                    ).round().astype(int))
     ours_s = sk_s = 0.0
     iters, deltas, aucs = [], [], []
-    warm = None
     for la in range(args.layers):
         X = data.layer(la, args.layers)
         t0 = time.perf_counter()
-        fit = fit_layer(X, mask, data.y, train, test, warm=None if args.no_warm else warm)
+        fit = fit_layer(X, mask, data.y, train, test)
         ours_s += time.perf_counter() - t0
-        warm = fit.warm
         iters += fit.n_iter.tolist()
         aucs += fit.auc.tolist()
         for p in range(args.positions):
@@ -124,7 +121,7 @@ def report(args, n_cells, n_sk, ours_s, sk_s, iters, deltas, aucs) -> None:
     sk_total = sk_s * n_cells / n_sk
     print(f"\ngrid: {args.layers} layers x {args.positions} positions, n_train "
           f"{args.n_train}, n_test {args.n_test}, d {args.d}, {torch.get_num_threads()} "
-          f"torch threads, warm starts {'off' if args.no_warm else 'on'}; sklearn lbfgs "
+          f"torch threads; sklearn lbfgs "
           f"tol {args.sklearn_tol:g}")
     print(f"test AUC range {min(aucs):.3f}-{max(aucs):.3f}; Newton iterations per cell "
           f"mean {np.mean(iters):.1f}, max {max(iters)}")

@@ -206,7 +206,6 @@ def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | Non
     out = GridResult(layer_list, names, y, splits, *(np.full((S, L, P), np.nan) for _ in range(4)),
                      {k: np.zeros((S, L, P), np.int64) for k in ("n_train", "n_test", "n_test_pos")},
                      np.full((S, L, P, K), np.nan, dtype=np.float32))
-    warm = [None] * S
     with _progress(progress, L, P * S, label) as advance:
         for i, layer in enumerate(layer_list):
             X, mask = run.read_layer(layer, settings.site)
@@ -214,8 +213,7 @@ def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | Non
             for s, (tr, te) in enumerate(splits):
                 fit = fit_layer(X, mask, y, tr, te, C=settings.C,
                                 standardize=settings.standardize, tol=settings.tol,
-                                max_iter=settings.max_iter, level=settings.level, warm=warm[s])
-                warm[s] = fit.warm
+                                max_iter=settings.max_iter, level=settings.level)
                 _store(out, s, i, fit, te.size, settings.seeds[s])
             del X, mask
             advance()

@@ -82,7 +82,6 @@ class _Fit:
     n_iter: int
     converged: bool
     objective: float
-    alpha: torch.Tensor | None = None  # dual coefficients, kept for warm starts
 
 
 def standardizer(X) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -139,8 +138,7 @@ def _gram(Xs: torch.Tensor) -> torch.Tensor:
     return K
 
 
-def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int,
-                 init: tuple[torch.Tensor, float] | None = None) -> tuple:
+def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> tuple:
     """Newton's method on alpha for f = K alpha + b; returns (alpha, b, iters, converged, J)."""
     Kd = K.to(torch.float64)
     fast = K.dtype == torch.float32
@@ -149,12 +147,6 @@ def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_ite
     b = _initial_intercept(y)
     f = torch.full((n,), b, dtype=torch.float64)
     J = C * float(_log_loss_sum(f, y))
-    if init is not None:
-        a0, b0 = init
-        f0 = Kd @ a0 + b0
-        J0 = C * float(_log_loss_sum(f0, y)) + 0.5 * float(a0 @ (f0 - b0))
-        if J0 < J:  # a warm start is used only when it beats the cold one
-            alpha, b, f, J = a0.clone(), b0, f0, J0
     factor, reuse = None, False
     for it in range(1, max_iter + 1):
         p = torch.sigmoid(f)
@@ -313,16 +305,15 @@ def _prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
     return standardizer(Xt)
 
 
-def _solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int,
-           init=None) -> _Fit:
+def _solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> _Fit:
     n, d = Xs.shape
     if d <= n:
         return _primal_newton(Xs.to(torch.float64), y, C, tol, max_iter)
     K = _gram(Xs)
-    alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter, init)
+    alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter)
     w = Xs.T.to(torch.float64) @ alpha if Xs.dtype == torch.float64 else \
         (Xs.T @ alpha.to(Xs.dtype)).to(torch.float64)
-    return _Fit(w, b, it, ok, J, alpha)
+    return _Fit(w, b, it, ok, J)
 
 
 def _check_fit_input(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +356,7 @@ class LayerFit:
     Arrays are indexed by position; ``scores[p, j]`` is the log-odds of label 1 for
     ``test_rows[j]``, rounded to float32 (NaN where that example lacks the position or the
     cell was skipped); the metrics are computed from these rounded scores.
-    ``reasons[p]`` says why cell p has no probe. ``warm`` feeds the next layer's fit.
+    ``reasons[p]`` says why cell p has no probe.
     """
 
     scores: np.ndarray
@@ -379,7 +370,6 @@ class LayerFit:
     n_iter: np.ndarray
     converged: np.ndarray
     reasons: dict[int, str] = field(default_factory=dict)
-    warm: list = field(default_factory=list)
 
 
 def cell_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
@@ -397,14 +387,13 @@ def cell_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
 
 def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.ndarray,
               test_rows: np.ndarray, *, C: float = 1.0, standardize: bool = True,
-              tol: float = 1e-8, max_iter: int = 100, level: float = 0.95,
-              warm: list | None = None) -> LayerFit:
+              tol: float = 1e-8, max_iter: int = 100, level: float = 0.95) -> LayerFit:
     """Fit one probe per position of a layer: X [n, P, d], mask [n, P], y [n] in {0, 1}.
 
     Each cell trains on the rows of ``train_rows`` that have the position and is scored
-    on those of ``test_rows``. ``warm`` (a previous layer's ``LayerFit.warm`` on the same
-    split) starts Newton from that layer's solution when it is better than a cold start;
-    the optimum reached is the same.
+    on those of ``test_rows``. Every cell starts cold (zero weights, intercept at the
+    class log-odds): starting from the neighbouring layer's solution was measured to cost
+    Newton iterations, not save them.
     """
     n, P, _ = X.shape
     y = np.asarray(y).astype(np.int64)
@@ -418,17 +407,13 @@ def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.nda
         reason = cell_problem(y[tr], y[te])
         if reason is not None:
             out.reasons[p] = reason
-            out.warm.append(None)
             continue
         with _threads_for(tr.size * X.shape[2]):
             Xs, mean, scale = _prepare(X[tr, p, :], standardize, dtype)
-            init = _warm_init(warm, p, tr)
-            fit = _solve(Xs, torch.as_tensor(y[tr], dtype=torch.float64), C, tol, max_iter,
-                         init)
+            fit = _solve(Xs, torch.as_tensor(y[tr], dtype=torch.float64), C, tol, max_iter)
             model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
             # float32 like the grid stores them, so stored scores reproduce every metric
             s = model.decision_function(X[te, p, :]).astype(np.float32).astype(np.float64)
-        out.warm.append(None if fit.alpha is None else (tr, fit.alpha, fit.b))
         out.scores[p, te_keep] = s
         out.n_iter[p], out.converged[p] = fit.n_iter, fit.converged
         out.auc[p] = roc_auc(y[te], s)
@@ -451,13 +436,6 @@ def _threads_for(work: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _warm_init(warm: list | None, p: int, rows: np.ndarray):
-    if not warm or p >= len(warm) or warm[p] is None:
-        return None
-    prev_rows, alpha, b = warm[p]
-    return (alpha, b) if np.array_equal(prev_rows, rows) else None
 
 
 def _empty_layer(P: int, k: int) -> LayerFit:

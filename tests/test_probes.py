@@ -184,18 +184,6 @@ def test_fit_layer_matches_single_fits_and_masks_rows():
     assert fit.auc_lo[1] <= fit.auc[1] <= fit.auc_hi[1]
 
 
-def test_warm_start_reaches_the_same_optimum():
-    n, d = 160, 400
-    X0, y = planted(n, d, seed=1)
-    X1 = X0 + 0.3 * planted(n, d, seed=2)[0]
-    tr, te = stratified_split(y, 0.25, seed=0)
-    mask = np.ones((n, 1), dtype=bool)
-    first = fit_layer(X0[:, None], mask, y, tr, te)
-    cold = fit_layer(X1[:, None], mask, y, tr, te)
-    warm = fit_layer(X1[:, None], mask, y, tr, te, warm=first.warm)
-    np.testing.assert_allclose(warm.scores, cold.scores, rtol=1e-4, atol=1e-4)
-
-
 def test_cells_without_enough_examples_are_nan_with_reason():
     n, d = 60, 20
     X, y = planted(n, d)
