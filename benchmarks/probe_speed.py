@@ -10,7 +10,8 @@ the largest |delta AUC| over the cells both fitted.
 
     python benchmarks/probe_speed.py                 # 32 x 15, n_train 2000, d 4096
     python benchmarks/probe_speed.py --sklearn-cells 48   # sklearn on 48 cells, extrapolated
-    python benchmarks/probe_speed.py --quick         # 4 x 5 cells, d 1024, n_train 600
+    python benchmarks/probe_speed.py --quick         # 4 x 5 cells, d 1024, n_train 600,
+                                                     # sklearn on 5 of them
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.layers, args.positions, args.n_train, args.n_test, args.d = 4, 5, 600, 150, 1024
+        args.sklearn_cells = args.sklearn_cells or 5
     torch.set_num_threads(args.threads)
     n = args.n_train + args.n_test
     data = PlantedResidualStream(n, args.positions, args.d)
