@@ -394,7 +394,9 @@ class _StreamRecorder:
         self.step_rows: list[list[int]] = []
 
     def take(self, site: str, slot: int, hidden: torch.Tensor) -> None:
-        self.current[site][slot] = hidden[:, hidden.shape[1] - self.keep:, :]
+        kept = hidden[:, hidden.shape[1] - self.keep:, :]
+        # A view would keep every layer's full prefill output alive until the flush.
+        self.current[site][slot] = kept.clone() if self.keep < hidden.shape[1] else kept
 
     def _stacked(self, site: str) -> torch.Tensor:
         slots = self.current[site]
