@@ -35,7 +35,7 @@ demo: install
 	@echo "make demo: the end-to-end demo is not built yet (see the open issues)"; exit 1
 
 samples: install
-	$(BIN)/python -m probeheat.bundle.samples artifacts/samples
+	$(BIN)/python -m probeheat.samples artifacts/samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

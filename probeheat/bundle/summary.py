@@ -9,6 +9,16 @@ def _size(bundle: Bundle) -> int:
     return sum(int(entry.get("size", 0)) for entry in bundle.manifest["files"].values())
 
 
+def _name(value, *keys) -> str:
+    """A model or dataset entry is a dict in run metadata and may be a plain name elsewhere."""
+    if isinstance(value, dict):
+        for key in keys:
+            if value.get(key):
+                return str(value[key])
+        return "?"
+    return str(value) if value else "?"
+
+
 def summarize(bundle: Bundle) -> dict:
     meta = bundle.meta
     out = {
@@ -22,8 +32,8 @@ def summarize(bundle: Bundle) -> dict:
     if bundle.kind == "run":
         n, correct = int(meta.get("n_examples", 0)), int(meta.get("n_correct", 0))
         out.update({
-            "model": meta.get("model", {}).get("id", "?"),
-            "dataset": meta.get("dataset", {}).get("name", "?"),
+            "model": _name(meta.get("model"), "model_id", "id"),
+            "dataset": _name(meta.get("dataset"), "name"),
             "examples": n,
             "accuracy": round(correct / n, 4) if n else None,
             "layers": f"{len(bundle.layers)} ({min(bundle.layers)}..{max(bundle.layers)})",
@@ -35,8 +45,8 @@ def summarize(bundle: Bundle) -> dict:
     elif bundle.kind == "grid":
         best = bundle.best_cell(bundle.metrics[0])
         out.update({
-            "model": meta.get("model", "?"),
-            "dataset": meta.get("dataset", "?"),
+            "model": _name(meta.get("model"), "model_id", "id"),
+            "dataset": _name(meta.get("dataset"), "name"),
             "run": meta.get("run", {}).get("id", "?"),
             "shape": f"{len(bundle.layers)} layers x {len(bundle.positions)} positions",
             "metrics": bundle.metrics,

@@ -23,7 +23,7 @@ def signal_strength(layer: int, n_layers: int, position: str) -> float:
     depth = np.exp(-((layer / max(n_layers - 1, 1) - 0.45) ** 2) / 0.06)
     weight = {"exact_answer_last": 1.0, "exact_answer_after_last": 1.0, "exact_answer_first": 0.8,
               "last_q": 0.5}.get(position, 0.35)
-    return float(0.15 + 1.2 * weight * depth)
+    return float(0.05 + 0.7 * weight * depth)
 
 
 def write_synthetic_run(out: Path, *, n: int = 160, n_layers: int = 17, hidden: int = 8,
