@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from . import __version__
@@ -26,9 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a command not built yet
             raise
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        accept_negative_values(command)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     return parser
+
+
+def accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    """Read `--positions -8,-1` or `--highlight 4:28,first_answer:-1` as values.
+
+    Python < 3.13 takes a value starting with "-8," for an unknown option. No option of ours
+    looks like -N, so anything starting with a minus and a digit is a value (3.13 does this
+    itself).
+    """
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = re.compile(r"^-\d[-\w:,.]*$")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,16 +28,18 @@ def signal_strength(layer: int, n_layers: int, position: str) -> float:
 
 def write_synthetic_run(out: Path, *, n: int = 160, n_layers: int = 17, hidden: int = 8,
                         positions: list[str] | None = None, dtype: str = "float16", seed: int = 0,
-                        shard_size: int = 64, overwrite: bool = False) -> Path:
+                        shard_size: int = 64, overwrite: bool = False,
+                        correct_rate: float = 0.4) -> Path:
     positions = list(positions or SYNTH_POSITIONS)
     rng = np.random.default_rng(seed)
     layers = list(range(n_layers))
-    correct = rng.random(n) < 0.4
+    correct = rng.random(n) < correct_rate
     direction = rng.standard_normal(hidden)
     direction /= np.linalg.norm(direction)
     np_dtype = {"float32": np.float32, "float16": np.float16}[dtype]
     meta = {
-        "fingerprint": f"synthetic-{n}-{n_layers}-{hidden}-{seed}-{dtype}-{','.join(positions)}",
+        "fingerprint": f"synthetic-{n}-{n_layers}-{hidden}-{seed}-{dtype}-{correct_rate}-"
+                       f"{','.join(positions)}",
         "synthetic": True,
         "model": {"id": "synthetic", "n_layers": n_layers - 1, "hidden_size": hidden},
         "dataset": {"name": "synthetic", "content_hash": f"seed-{seed}"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -30,10 +29,6 @@ GRID_ONLY = ("positions", "layers", "highlight", "diff", "mark_best", "panels", 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    if hasattr(parser, "_negative_number_matcher"):
-        # Python < 3.13 reads `--positions -8:-1` as an unknown option; no option of ours
-        # looks like -N, so values starting with -N are always values (3.13 does this itself).
-        parser._negative_number_matcher = re.compile(r"^-\d[-\w:,.]*$")
     parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
                         help="grid bundle(s) from `probeheat probe`, or one generalization bundle")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
