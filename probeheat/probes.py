@@ -15,7 +15,14 @@ algorithm, not a loose tolerance:
   bordered system. Gradients and the objective are float64; the Gram matrix and the
   Cholesky factor are float32 on standardised features (a step only has to be roughly
   right when the residual it corrects is exact) and float64 on unscaled ones.
+  Each Newton direction gets an exact 1-D line search (O(n) per trial), and once the
+  objective gap is tiny one chord step reuses the last factorisation: 6-7 Choleskys
+  per probe at n=2000 (measured on planted low-rank data).
 * d <= n: primal Newton on the (d+1) x (d+1) Hessian.
+
+Convergence: stop after a Newton step whose half squared decrement (the predicted
+objective decrease) is below ``tol * max(1, objective)``; the step itself is then taken,
+so the returned point is closer still (quadratic convergence).
 
 Standardisation (on by default) uses training statistics like sklearn's StandardScaler:
 population standard deviation, constant features scaled by 1.
@@ -398,28 +405,39 @@ def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.nda
     n, P, _ = X.shape
     y = np.asarray(y).astype(np.int64)
     out = _empty_layer(P, len(test_rows))
-    dtype = _solver_dtype(standardize)
     for p in range(P):
         tr = train_rows[mask[train_rows, p]]
         te_keep = mask[test_rows, p]
         te = test_rows[te_keep]
         out.n_train[p], out.n_test[p], out.n_test_pos[p] = tr.size, te.size, int(y[te].sum())
         reason = cell_problem(y[tr], y[te])
+        Xtr, Xte = X[tr, p, :], X[te, p, :]
+        if reason is None and not (np.isfinite(Xtr).all() and np.isfinite(Xte).all()):
+            reason = "hidden states contain NaN or inf (overflow in the run's dtype?)"
         if reason is not None:
             out.reasons[p] = reason
             continue
-        with _threads_for(tr.size * X.shape[2]):
-            Xs, mean, scale = _prepare(X[tr, p, :], standardize, dtype)
-            fit = _solve(Xs, torch.as_tensor(y[tr], dtype=torch.float64), C, tol, max_iter)
-            model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
-            # float32 like the grid stores them, so stored scores reproduce every metric
-            s = model.decision_function(X[te, p, :]).astype(np.float32).astype(np.float64)
+        try:
+            fit, s = _fit_cell(Xtr, y[tr], Xte, C, standardize, tol, max_iter)
+        except torch.linalg.LinAlgError as exc:  # never seen; a cell must not kill a grid
+            out.reasons[p] = f"solver failed: {exc}"
+            continue
         out.scores[p, te_keep] = s
         out.n_iter[p], out.converged[p] = fit.n_iter, fit.converged
         out.auc[p] = roc_auc(y[te], s)
         out.auc_lo[p], out.auc_hi[p] = delong_ci(y[te], s, level)
         out.accuracy[p] = float(np.mean((s > 0) == (y[te] == 1)))
     return out
+
+
+def _fit_cell(Xtr, ytr, Xte, C, standardize, tol, max_iter):
+    with _threads_for(Xtr.size):
+        Xs, mean, scale = _prepare(Xtr, standardize, _solver_dtype(standardize))
+        fit = _solve(Xs, torch.as_tensor(ytr, dtype=torch.float64), C, tol, max_iter)
+        model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
+        # float32 like the grid stores them, so stored scores reproduce every metric
+        s = model.decision_function(Xte).astype(np.float32).astype(np.float64)
+    return fit, s
 
 
 @contextmanager

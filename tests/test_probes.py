@@ -195,3 +195,13 @@ def test_cells_without_enough_examples_are_nan_with_reason():
     assert np.isnan(fit.auc[1]) and np.isnan(fit.scores[1]).all()
     assert "too few training examples" in fit.reasons[1]
     assert f"need {MIN_TRAIN_PER_CLASS}" in fit.reasons[1]
+
+
+def test_non_finite_hidden_states_give_nan_cell_with_reason():
+    X, y = planted(60, 20)
+    layer = np.stack([X, X], axis=1)
+    layer[3, 1, 5] = np.inf  # e.g. float16 overflow in the run
+    tr, te = stratified_split(y, 0.25, seed=0)
+    fit = fit_layer(layer, np.ones((60, 2), dtype=bool), y, tr, te)
+    assert np.isfinite(fit.auc[0]) and np.isnan(fit.auc[1])
+    assert "NaN or inf" in fit.reasons[1]
