@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from .bundle import open_run, write_generalization, write_grid
+from .bundle.base import check_destination
 from .errors import UserError
 from .probes import (
     MIN_TEST_PER_CLASS,
@@ -296,6 +297,7 @@ def make_grid(run_path, out_path, *, layers=None, positions=None, seeds=(0,),
               site: str = "resid") -> Path:
     """Probe every (layer, position) of a run bundle and write a grid bundle to out_path."""
     run = open_run(run_path)
+    check_destination(Path(out_path), overwrite)  # before minutes of fitting, not after
     settings = probe_settings(C=C, standardize=standardize, preset=preset, seeds=seeds,
                               test_fraction=test_fraction, site=site)
     res = probe_run(run, layers=layers, positions=positions, settings=settings,
@@ -359,6 +361,7 @@ def make_transfer_grid(train_run, test_run, out, *, layers=None, positions=None,
     The grid's rows (scores, test_rows, labels) refer to test_run's records.
     """
     run_a, run_b = open_run(train_run), open_run(test_run)
+    check_destination(Path(out), overwrite)
     _check_compatible([run_a, run_b], same_positions=positions is None)
     settings = probe_settings(C=C, standardize=standardize, preset=preset, site=site)
     layer_list = _select_layers(run_a, layers, site)
@@ -456,6 +459,7 @@ def generalize(runs, out, *, layers=None, positions=None, seeds=(0,),
         raise UserError("runs", f"need at least 2 run bundles, got {len(runs)}",
                         "pass two or more runs of the same model")
     opened = [open_run(r) for r in runs]
+    check_destination(Path(out), overwrite)
     for k, run in enumerate(opened):
         for other in opened[k + 1:]:
             _check_compatible([run, other], same_positions=False)

@@ -201,3 +201,15 @@ def test_synthetic_run_end_to_end(tmp_path):
     grid = open_grid(make_grid(run, tmp_path / "grid", progress=False))
     assert grid.metric("auc").shape == (4, 15)
     assert grid.best_cell()[2] > 0.7
+
+
+def test_existing_destination_is_refused_before_fitting(run, tmp_path, monkeypatch):
+    out = make_grid(run, tmp_path / "grid", progress=False)
+    import probeheat.grid as grid_module
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitted before checking the destination")
+
+    monkeypatch.setattr(grid_module, "probe_run", no_fitting)
+    with pytest.raises(UserError, match="already exists"):
+        make_grid(run, out, progress=False)
