@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+HELD: list[int] = []  # bytes of captured activations held at once (per batch for probeheat)
 NAMES = ["last_q", "first_answer", "second_answer", *(str(-k) for k in range(8, 0, -1))]
 
 
@@ -71,6 +72,7 @@ def worker(args) -> None:
     np.savez(args.out, acts=acts, mask=mask)
     Path(args.out + ".json").write_text(json.dumps({
         "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, "loaded_rss_mb": loaded_rss,
+        "held_mb": max(HELD) / 2**20,
         "generated": gen, "n_tokens": sum(len(g) for g in gen)}))
 
 
@@ -98,6 +100,7 @@ def baseline(loaded, prompts, args):
             gen.append(out[0, len(ids):].tolist())
             hidden = model(out, output_hidden_states=True).hidden_states
             states.append(torch.stack(hidden)[:, 0].clone())  # [L+1, T, d]: everything
+    HELD.append(sum(s.numel() * s.element_size() for s in states))
     acts = np.zeros((len(prompts), states[0].shape[0], len(NAMES), states[0].shape[-1]),
                     np.float32)
     mask = np.zeros((len(prompts), len(NAMES)), bool)
@@ -122,6 +125,9 @@ def probeheat(loaded, prompts, args):
     gen: list = [None] * len(prompts)
     for rows in length_batches([len(p) for p in prompts], args.batch_size):
         batch = engine.generate([prompts[r] for r in rows])
+        HELD.append(sum(t.numel() * t.element_size() for t in batch.prompt_buffer.values())
+                    + sum(t.numel() * t.element_size()
+                          for steps in batch.step_buffer.values() for t in steps))
         where = [indices(p, g) for p, g in zip(batch.prompt_lens, batch.gen_lens, strict=True)]
         got, got_mask = batch.gather(where, NAMES)
         acts[rows], mask[rows] = got["resid"], got_mask
@@ -146,7 +152,8 @@ def launch(kind: str, threads: int, batch_size: int, args, tmp: Path) -> dict:
           f"{result['ex_s']:6.2f} ex/s  {result['n_tokens'] / result['seconds']:6.1f} tok/s  "
           f"CPU {result['cpu_seconds'] / args.n:5.2f} s/ex  "
           f"peak RSS {result['peak_rss_mb']:6.0f} MB (model loaded: "
-          f"{result['loaded_rss_mb']:.0f} MB)  load avg {os.getloadavg()[0]:.1f}", flush=True)
+          f"{result['loaded_rss_mb']:.0f} MB)  activations held {result['held_mb']:5.0f} MB  "
+          f"load avg {os.getloadavg()[0]:.1f}", flush=True)
     return result
 
 
@@ -198,6 +205,9 @@ def main() -> None:
           f"{base['peak_rss_mb'] / best['peak_rss_mb']:.2f}x; above the loaded model: "
           f"{base['peak_rss_mb'] - base['loaded_rss_mb']:.0f} MB vs "
           f"{best['peak_rss_mb'] - best['loaded_rss_mb']:.0f} MB")
+    print(f"activations held at once (baseline / probeheat): {base['held_mb']:.0f} MB / "
+          f"{best['held_mb']:.0f} MB = {base['held_mb'] / best['held_mb']:.2f}x; the baseline's "
+          f"grows with every example, probeheat's is per batch")
     print(compare(base, best))
 
 

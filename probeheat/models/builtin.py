@@ -84,6 +84,9 @@ def provision(name: str, cache_dir: Path | None = None) -> tuple[Path, str]:
     """Return (HF folder, revision) for a built-in model, converting it on first use."""
     spec = BUILTIN_MODELS[name]
     source = gguf_path(spec)
+    if importlib.util.find_spec("accelerate") is None:  # transformers' GGUF loader needs it
+        raise UserError(spec.name, "converting the built-in model needs the accelerate package",
+                        "pip install accelerate")
     revision = "sha256:" + sha256_file(source)
     folder = (cache_dir or cache_root()) / name
     if _marker_revision(folder) == revision:
