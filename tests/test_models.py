@@ -124,6 +124,11 @@ def test_bad_model_specs(spec, message):
         load_model(spec, device="cpu")
 
 
+def test_revision_only_for_hub_ids(model_dir):
+    with pytest.raises(UserError, match="revision"):
+        load_model(str(model_dir), device="cpu", revision="main")
+
+
 def test_folder_without_config_is_rejected(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         load_model(str(tmp_path), device="cpu")

@@ -46,7 +46,10 @@ def load_model(
     target = _check_device(device, device_map)
     kind, location, gguf_file, content_revision = _resolve(spec)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if revision is not None and kind == "hub":
+    if revision is not None:
+        if kind != "hub":
+            raise UserError("--revision", f"a revision only applies to hub ids, not to {spec}",
+                            "drop --revision")
         kwargs["revision"] = revision
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
