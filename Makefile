@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.probeheat-installed
 # on a GPU box install the CUDA build of your choice first, then `pip install -e .`.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test lint demo samples figures bench clean
+.PHONY: install test lint demo samples figures clean
 
 install: $(STAMP)
 
@@ -31,8 +31,16 @@ test: install
 lint: install
 	$(BIN)/ruff check probeheat tui tests benchmarks
 
+DEMO_LIMIT ?= 600
+DEMO_GRID  := artifacts/grids/world-facts-smollm2-135m-instruct-$(DEMO_LIMIT)
+
 demo: install
-	@echo "make demo: the end-to-end demo is not built yet (see the open issues)"; exit 1
+	$(BIN)/python -m probeheat.demo --limit $(DEMO_LIMIT)
+
+# The demo's figures (PNG + PDF in artifacts/figures/) and the small PNG shown in README.
+figures: demo
+	$(BIN)/probeheat export $(DEMO_GRID) -o docs/demo-heatmap.png --width double --dpi 110 \
+		--mark-best --title "SmolLM2-135M-Instruct on world-facts: error-detection AUC"
 
 samples: install
 	$(BIN)/python -m probeheat.samples artifacts/samples
