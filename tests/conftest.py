@@ -35,6 +35,14 @@ def builtin_folder() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smol(builtin_folder):
+    """The built-in model's tokenizer (SmolLM2), as provisioned from its GGUF."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(builtin_folder)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_folder(builtin_folder, tmp_path_factory) -> Path:
     """A 2-layer random llama with the built-in model's tokenizer and chat template.
 

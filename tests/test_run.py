@@ -184,3 +184,24 @@ def test_out_holding_a_different_run_is_refused(tiny_model_folder, tmp_path):
     assert (out / "manifest.json").read_bytes() == before
     assert run_cli(*args, "--seed", "7", "--out", str(out), "--overwrite").returncode == 0
     assert (out / "manifest.json").read_bytes() != before
+
+
+def test_extractor_model_and_extra_sites(tiny_model_folder, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("--model", str(tiny_model_folder), "--limit", "6", "--max-new-tokens", "6",
+                     "--extractor-model", "self", "--sites", "resid,mlp,attn", "--capture",
+                     "reforward", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert verify_bundle(out) == []
+    run = open_run(out)
+    assert run.sites == {"resid": [0, 1, 2], "mlp": [1, 2], "attn": [1, 2]}
+    assert run.meta["exact_answer_policy"] == "extractor"
+    wrong = [r for r in run.records() if not r["correct"]]
+    assert wrong and all(r["exact_answer_source"] == "extractor" for r in wrong)
+    for r in wrong:  # a random model's extraction is rarely found in its answer: say why
+        assert r["exact_span"] is not None or "exact_answer_last" in r["missing"]
+    mlp, mask = run.read_layer(2, site="mlp")
+    resid_1, _ = run.read_layer(1)
+    resid_2, _ = run.read_layer(2)
+    assert mlp.shape == resid_2.shape and np.abs(mlp[mask]).sum() > 0
+    assert not np.allclose(mlp, resid_2 - resid_1), "mlp alone is not the whole layer update"
