@@ -205,3 +205,20 @@ def test_extractor_model_and_extra_sites(tiny_model_folder, tmp_path):
     resid_2, _ = run.read_layer(2)
     assert mlp.shape == resid_2.shape and np.abs(mlp[mask]).sum() > 0
     assert not np.allclose(mlp, resid_2 - resid_1), "mlp alone is not the whole layer update"
+
+
+@needs_builtin
+def test_a_gguf_file_as_the_model(tmp_path):
+    import importlib.util
+
+    from probeheat.models.builtin import BUILTIN_MODELS
+
+    spec = BUILTIN_MODELS["smollm2-135m-instruct"]
+    folder = Path(list(importlib.util.find_spec(spec.module).submodule_search_locations)[0])
+    out = tmp_path / "run"
+    result = run_cli("--model", str(folder / spec.filename), "--limit", "2", "--max-new-tokens",
+                     "8", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = open_run(out)
+    assert run.meta["model"]["source"] == "gguf" and run.meta["model"]["revision"]
+    assert run.hidden_size == 576 and verify_bundle(out) == []
