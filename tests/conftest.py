@@ -43,6 +43,26 @@ def smol(builtin_folder):
 
 
 @pytest.fixture(scope="session")
+def bpe():
+    """A tiny GPT-2-style byte-level BPE tokenizer trained offline. Rare characters split
+    into byte tokens, which is the hard case for character offsets."""
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    corpus = [
+        "The capital of France is Paris.", "The capital of Italy is Rome.",
+        "It is in South America.", "Q: What is the capital of Peru?\nA: Lima",
+        "Q: What is it?\nA: Lima", "Côte d'Ivoire and São Tomé",
+    ] * 20
+    trainer = tokenizers.ByteLevelBPETokenizer()
+    trainer.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
+                                special_tokens=["<|endoftext|>"])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=trainer._tokenizer, bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_model_folder(builtin_folder, tmp_path_factory) -> Path:
     """A 2-layer random llama with the built-in model's tokenizer and chat template.
 

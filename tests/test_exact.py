@@ -16,23 +16,6 @@ from probeheat.data.exact import (
 from probeheat.data.graders import GradeResult, grade
 
 
-@pytest.fixture(scope="module")
-def bpe():
-    """A tiny GPT-2-style byte-level BPE tokenizer trained offline (splits rare chars
-    into byte tokens, which is the hard case for offsets)."""
-    tokenizers = pytest.importorskip("tokenizers")
-    transformers = pytest.importorskip("transformers")
-    corpus = ["The capital of France is Paris.", "The capital of Italy is Rome.",
-              "It is in South America.", "Q: What is it?\nA: Lima"] * 20  # fmt: skip
-    bl = tokenizers.ByteLevelBPETokenizer()
-    bl.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
-                           special_tokens=["<|endoftext|>"])  # fmt: skip
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bl._tokenizer, bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-    )  # fmt: skip
-
-
 @pytest.fixture(params=["smol", "bpe"])
 def tok(request):
     return request.getfixturevalue(request.param)

@@ -227,22 +227,6 @@ def test_padding_round_trip_on_token_lists():
 
 # --- real tokenizers ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def bpe():
-    """A tiny GPT-2-style byte-level BPE tokenizer trained offline."""
-    tokenizers = pytest.importorskip("tokenizers")
-    transformers = pytest.importorskip("transformers")
-    corpus = [
-        "The capital of France is Paris.", "The capital of Italy is Rome.",
-        "Q: What is the capital of Peru?\nA: Lima", "Côte d'Ivoire and São Tomé",
-    ] * 20  # fmt: skip
-    bl = tokenizers.ByteLevelBPETokenizer()
-    bl.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
-                           special_tokens=["<|endoftext|>"])  # fmt: skip
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bl._tokenizer, bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-    )  # fmt: skip
 
 
 def _chat_ids(tok, question):
