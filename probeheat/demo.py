@@ -64,6 +64,7 @@ def summarize(out: dict[str, Path], grid, timings: dict[str, float]) -> None:
     import numpy as np
 
     from .bundle import open_run
+    from .commands.probe import token_baseline
 
     run = open_run(out["run"])
     auc = grid.metric("auc")
@@ -74,7 +75,8 @@ def summarize(out: dict[str, Path], grid, timings: dict[str, float]) -> None:
         "",
         f"run    {out['run']}  ({run.n_examples} questions, accuracy "
         f"{run.meta['n_correct'] / run.n_examples:.1%})",
-        f"grid   {out['grid']}  (best cell: layer {best[0]}, {best[1]}, AUC {best[2]:.3f})",
+        f"grid   {out['grid']}  (best cell: layer {best[0]}, {best[1]}, AUC {best[2]:.3f}"
+        f"{token_baseline(grid, best[1])})",
         f"figure {out['png']}",
         f"figure {out['pdf']}",
         "best AUC per position: " + ", ".join(f"{p} {v:.2f}" for p, v in column.items()),

@@ -89,3 +89,14 @@ def test_grid_path_is_not_a_run(runs, tmp_path):
     assert cli("probe", str(runs["a"]), "--out", str(grid), "--quiet").returncode == 0
     result = cli("probe", str(grid), "--out", str(tmp_path / "g2"))
     assert result.returncode == 2 and "not a run bundle" in result.stderr
+
+
+def test_report_gives_the_token_baseline_of_the_best_cell(runs, tmp_path):
+    """Layer 0 is the token embedding: the report puts the best cell next to it."""
+    result = cli("probe", str(runs["a"]), "--out", str(tmp_path / "g"))
+    assert result.returncode == 0, result.stderr
+    grid = open_grid(tmp_path / "g")
+    layer, position, value = grid.best_cell()
+    baseline = grid.metric("auc")[0, grid.positions.index(position)]
+    assert (f"best cell: layer {layer}, {position}, AUC {value:.3f} "
+            f"(layer 0, the token alone: {baseline:.3f})") in result.stderr

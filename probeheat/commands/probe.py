@@ -93,7 +93,17 @@ def report(path: Path, quiet: bool) -> None:
     best = grid.best_cell()
     if not quiet:
         where = "no cell could be fitted" if best is None else (
-            f"best cell: layer {best[0]}, {best[1]}, AUC {best[2]:.3f}")
+            f"best cell: layer {best[0]}, {best[1]}, AUC {best[2]:.3f}"
+            + token_baseline(grid, best[1]))
         print(f"wrote {path} ({len(grid.layers)} layers x {len(grid.positions)} positions); {where}",
               file=sys.stderr)
         print(f"view it: probeheat view {path}", file=sys.stderr)
+
+
+def token_baseline(grid, position: str) -> str:
+    """The same position's AUC at layer 0, the token embedding with no context: what reading
+    the token itself gives. A best cell is worth only what it adds to that."""
+    if 0 not in grid.layers:
+        return ""
+    value = grid.metric("auc")[grid.layers.index(0), grid.positions.index(position)]
+    return f" (layer 0, the token alone: {value:.3f})"
