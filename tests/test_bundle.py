@@ -368,3 +368,13 @@ def test_import_probeheat_is_light():
             f"print([m for m in {heavy!r} if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_committed_samples_are_sound_and_linked():
+    samples = Path(__file__).resolve().parents[1] / "artifacts" / "samples"
+    run_path, grid_path = samples / "run-synthetic", samples / "grid-synthetic"
+    assert verify_bundle(run_path) == [] and verify_bundle(grid_path) == []
+    grid = open_grid(grid_path)
+    run = grid.find_run()  # found beside the grid even when the recorded path is elsewhere
+    assert run is not None and run.id == grid.run_ref["id"]
+    assert len(grid.tensor("labels")) == run.n_examples
