@@ -341,14 +341,14 @@ class Stats:
 
 def capture_all(cfg, names, dataset, prompts, engine, writer, todo, grader, extractor, n_done, meta):
     """Generate, grade, locate and gather for every example to do; write shards as they fill."""
+    from .capture import length_batches
+
     stats = Stats(skipped_before=n_done)
     dtype = numpy_dtype(meta["dtype"])
-    # Similar prompt lengths in one batch waste less compute on padding.
-    todo = sorted(todo, key=lambda i: (len(prompts.ids[i]), i))
     pending = Pending()
     with progress_bar(cfg, len(todo), n_done) as bar:
-        for start in range(0, len(todo), cfg.batch_size):
-            rows = todo[start:start + cfg.batch_size]
+        for batch_rows in length_batches([len(prompts.ids[i]) for i in todo], cfg.batch_size):
+            rows = [todo[r] for r in batch_rows]
             batch = engine.generate([prompts.ids[i] for i in rows])
             records = answer_records(rows, batch, dataset, prompts, engine, names, grader, extractor)
             indices = [r["positions"] for r in records]

@@ -24,6 +24,7 @@ from .manifest import (
     build_manifest,
     check_member,
     load_manifest_json,
+    sha256_file,
     write_json_atomic,
 )
 from .migrate import upgrade
@@ -80,8 +81,6 @@ class Bundle:
 
     @cached_property
     def content_hash(self) -> str:
-        from .manifest import sha256_file
-
         return sha256_file(self.path / MANIFEST)
 
     def member(self, name: str) -> Path:

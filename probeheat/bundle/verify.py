@@ -78,7 +78,8 @@ def check_run(run) -> list[str]:
     total = 0
     for stem in run.shards:
         path = run.member(f"{stem}.safetensors")
-        n = len(run._shard_records(stem))
+        records = run._shard_records(stem)
+        n = len(records)
         total += n
         with open_tensors(path) as f:
             for site, layers in run.sites.items():
@@ -86,7 +87,7 @@ def check_run(run) -> list[str]:
                     _expect(problems, path, f, f"{site}.{layer}", [n, n_pos, d], dtype)
             _expect(problems, path, f, "mask", [n, n_pos])
             _expect(problems, path, f, "index", [n])
-        for record in run._shard_records(stem):
+        for record in records:
             index = int(record["index"])
             if index in seen:
                 problems.append(f"{path}: example index {index} appears twice")

