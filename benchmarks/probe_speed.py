@@ -22,7 +22,9 @@ import time
 import numpy as np
 import torch
 
-from probeheat.probes import fit_layer, roc_auc, stratified_split
+from probeheat.probe.cells import fit_layer
+from probeheat.probe.metrics import roc_auc
+from probeheat.probe.splits import stratified_split
 
 
 class PlantedResidualStream:

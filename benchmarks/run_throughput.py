@@ -86,7 +86,7 @@ def cpu_seconds() -> float:
 
 
 def indices(prompt_len: int, gen_len: int) -> dict[str, int]:
-    from probeheat.positions import resolve_positions
+    from probeheat.run.positions import resolve_positions
 
     return resolve_positions(NAMES, prompt_len=prompt_len, gen_len=gen_len, span=None).index
 
@@ -117,8 +117,8 @@ def baseline(loaded, prompts, args):
 
 
 def probeheat(loaded, prompts, args):
-    from probeheat.capture import CaptureEngine, length_batches
-    from probeheat.positions import prompt_lookback
+    from probeheat.run.capture import CaptureEngine, length_batches
+    from probeheat.run.positions import prompt_lookback
 
     engine = CaptureEngine(loaded, max_new_tokens=args.max_new_tokens, mode=args.mode,
                            lookback=prompt_lookback(NAMES))

@@ -34,8 +34,9 @@ def demo(limit: int = DEFAULT_LIMIT, root: Path = Path("artifacts"), *, quiet: b
          batch_size: int = 32, max_new_tokens: int = 48) -> dict[str, Path]:
     from .bundle import open_grid, verify_bundle
     from .figures import export_grid
-    from .grid import make_grid
-    from .runner import RunConfig, run
+    from .probe.grid import make_grid
+    from .run.config import RunConfig
+    from .run.pipeline import run
 
     out = paths(root, limit)
     timings = {}
@@ -64,19 +65,17 @@ def summarize(out: dict[str, Path], grid, timings: dict[str, float]) -> None:
     import numpy as np
 
     from .bundle import open_run
-    from .commands.probe import token_baseline
+    from .probe.report import best_cell_line
 
     run = open_run(out["run"])
     auc = grid.metric("auc")
-    best = grid.best_cell()
     column = {p: float(np.nanmax(auc[:, j])) for j, p in enumerate(grid.positions)}
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     lines = [
         "",
         f"run    {out['run']}  ({run.n_examples} questions, accuracy "
         f"{run.meta['n_correct'] / run.n_examples:.1%})",
-        f"grid   {out['grid']}  (best cell: layer {best[0]}, {best[1]}, AUC {best[2]:.3f}"
-        f"{token_baseline(grid, best[1])})",
+        f"grid   {out['grid']}  ({best_cell_line(grid.grid_values)})",
         f"figure {out['png']}",
         f"figure {out['pdf']}",
         "best AUC per position: " + ", ".join(f"{p} {v:.2f}" for p, v in column.items()),

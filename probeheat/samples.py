@@ -2,7 +2,8 @@
 
 The run is synthetic (no model: random labels, hidden states with a planted signal that
 peaks in the middle layers at the exact-answer positions, see probeheat.bundle.synthetic);
-the grid is made from it by the real probe code. Tests and the viewer use both.
+the grid is made from it by the real probe code and names the run by a path relative
+to itself. Tests and the viewer use both.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ SAMPLE_GRID = "grid-synthetic"
 
 
 def make_samples(folder: Path) -> tuple[Path, Path]:
-    from .bundle.synthetic import write_synthetic_run
-    from .grid import make_grid
+    from .probe.grid import make_grid
+    from .synthetic import write_synthetic_run
 
     folder.mkdir(parents=True, exist_ok=True)
     run = write_synthetic_run(folder / SAMPLE_RUN, n=200, n_layers=17, hidden=8, dtype="float16",

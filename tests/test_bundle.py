@@ -26,8 +26,8 @@ from probeheat.bundle import (
 )
 from probeheat.bundle.manifest import build_manifest, sha256_file
 from probeheat.bundle.migrate import MIGRATIONS, upgrade, v0_to_v1
-from probeheat.bundle.synthetic import write_synthetic_run
 from probeheat.errors import UserError
+from probeheat.synthetic import write_synthetic_run
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 

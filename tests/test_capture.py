@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
-from probeheat.capture import CaptureEngine, decoder_layers, length_batches
 from probeheat.errors import UserError
 from probeheat.models.load import LoadedModel
+from probeheat.run.capture import CaptureEngine, decoder_layers, length_batches
 
 VOCAB, EOS, PAD, NEWLINE = 64, 1, 0, 5
 SITES = ("resid", "mlp", "attn")

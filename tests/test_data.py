@@ -104,7 +104,7 @@ def test_world_facts_is_deterministic_and_shuffled_by_seed(facts):
 def test_importing_probeheat_data_stays_light():
     code = (
         "import sys, probeheat, probeheat.data, probeheat.data.graders, "
-        "probeheat.data.exact, probeheat.positions, probeheat.data.world_facts\n"
+        "probeheat.data.exact, probeheat.run.positions, probeheat.data.world_facts\n"
         "heavy = {'torch', 'transformers', 'countryinfo', 'pyarrow', 'datasets', "
         "'matplotlib', 'textual'} & set(sys.modules)\n"
         "assert not heavy, heavy"

@@ -48,7 +48,8 @@ def test_probe_parity_with_sklearn_on_a_real_run(tmp_path, builtin_folder):
 
     linear_model = pytest.importorskip("sklearn.linear_model")
     from probeheat.cli import main
-    from probeheat.probes import roc_auc, standardizer
+    from probeheat.probe.metrics import roc_auc
+    from probeheat.probe.solver import standardizer
 
     run_path, grid_path = tmp_path / "run", tmp_path / "grid"
     assert main(["run", "--limit", "60", "--seed", "5", "--max-new-tokens", "32", "--batch-size",

@@ -20,9 +20,8 @@ from probeheat.figures import (
     export_grid,
     grid_view,
     parse_highlight,
-    select_layers,
-    select_positions,
 )
+from probeheat.selection import select_layers, select_positions
 
 NAMED = ["last_q", "first_answer", "second_answer", "exact_answer_before_first",
          "exact_answer_first", "exact_answer_last", "exact_answer_after_last"]

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from probeheat.bundle import RunWriter, open_bundle, open_grid, tensor_name
-from probeheat.bundle.synthetic import write_synthetic_run
 from probeheat.errors import UserError
-from probeheat.grid import generalize, make_grid, make_transfer_grid
-from probeheat.probes import roc_auc
+from probeheat.probe.generalize import generalize
+from probeheat.probe.grid import make_grid
+from probeheat.probe.metrics import roc_auc
+from probeheat.probe.transfer import make_transfer_grid
+from probeheat.synthetic import write_synthetic_run
 
 POSITIONS = ["last_q", "exact_answer_last", "-1"]
 
@@ -24,13 +26,15 @@ def write_run(out, correct, *, n_layers=3, hidden=24, positions=POSITIONS, mask=
     n, P = correct.size, len(positions)
     mask = np.ones((n, P), dtype=bool) if mask is None else mask
     direction = np.ones(hidden) / np.sqrt(hidden)
-    meta = {"fingerprint": f"test-{seed}-{n}-{hidden}", "model": {"id": model},
+    meta = {"fingerprint": f"test-{seed}-{n}-{hidden}", "model": {"model_id": model},
             "dataset": {"name": f"set{seed}"}, "positions": positions,
             "layers": list(range(n_layers)), "sites": {"resid": list(range(n_layers))},
             "hidden_size": hidden, "dtype": "float32"}
     writer = RunWriter(out, meta)
     records = [{"index": i, "id": f"q{seed}-{i}", "correct": bool(correct[i]),
-                "positions": {}, "missing": {}} for i in range(n)]
+                "positions": {p: k for k, p in enumerate(positions) if mask[i, k]},
+                "missing": {p: "no exact answer" for k, p in enumerate(positions)
+                            if not mask[i, k]}} for i in range(n)]
     sign = np.where(correct, -1.0, 1.0)
     tensors = {}
     for layer in range(n_layers):
@@ -205,7 +209,7 @@ def test_synthetic_run_end_to_end(tmp_path):
 
 def test_existing_destination_is_refused_before_fitting(run, tmp_path, monkeypatch):
     out = make_grid(run, tmp_path / "grid", progress=False)
-    import probeheat.grid as grid_module
+    import probeheat.probe.grid as grid_module
 
     def no_fitting(*args, **kwargs):
         raise AssertionError("fitted before checking the destination")

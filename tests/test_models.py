@@ -10,9 +10,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from probeheat.capture import CaptureEngine
 from probeheat.errors import UserError
 from probeheat.models import build_prompt, builtin, encode_prompt, load_model, prompt_format
+from probeheat.run.capture import CaptureEngine
 
 WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "Q:", "A:", "What", "is",
          "the", "capital", "of", "France?", "Paris", "Italy?", "Rome"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probeheat.errors import UserError
-from probeheat.positions import (
+from probeheat.run.positions import (
     BUILTIN_POSITIONS,
     parse_positions,
     prompt_lookback,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from probeheat.bundle import open_bundle, open_grid, verify_bundle
-from probeheat.bundle.synthetic import write_synthetic_run
+from probeheat.synthetic import write_synthetic_run
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -5,16 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probeheat.probes import (
-    MIN_TRAIN_PER_CLASS,
-    PRESETS,
-    bootstrap_ci,
-    delong_ci,
-    fit_layer,
-    fit_logistic,
-    roc_auc,
-    stratified_split,
-)
+from probeheat.probe.cells import fit_layer
+from probeheat.probe.metrics import bootstrap_ci, delong_ci, roc_auc
+from probeheat.probe.settings import MIN_TRAIN_PER_CLASS, PRESETS
+from probeheat.probe.solver import fit_logistic
+from probeheat.probe.splits import stratified_split
 
 
 def planted(n: int, d: int, seed: int = 0, rank: int = 8):

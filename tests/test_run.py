@@ -16,7 +16,7 @@ from conftest import REPO, needs_builtin
 
 from probeheat.bundle import open_run, verify_bundle
 from probeheat.cli import main
-from probeheat.positions import BUILTIN_POSITIONS
+from probeheat.run.positions import BUILTIN_POSITIONS
 
 CLI = [sys.executable, "-m", "probeheat.cli"]
 

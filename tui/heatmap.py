@@ -97,11 +97,6 @@ class HeatmapView(ScrollView, can_focus=True):
     cursor_row: reactive[int] = reactive(0, always_update=False, repaint=False)
     cursor_col: reactive[int] = reactive(0, always_update=False, repaint=False)
 
-    class CursorMoved(Message):
-        def __init__(self, view: HeatmapView, row: int, col: int) -> None:
-            super().__init__()
-            self.view, self.row, self.col = view, row, col
-
     class Hovered(Message):
         """The mouse is over a cell (row, col), or left the grid (None, None)."""
 
@@ -123,7 +118,7 @@ class HeatmapView(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._styles: dict[tuple, Style] = {}
         # Called synchronously on every cursor move, so that whoever shows the cell (the
-        # status line) repaints in the same frame as the grid; CursorMoved comes later.
+        # status line) repaints in the same frame as the grid (a message would come later).
         self.on_cursor_move = None
 
     # -- data -----------------------------------------------------------------------------
@@ -184,7 +179,6 @@ class HeatmapView(ScrollView, can_focus=True):
         self.scroll_to_cursor()
         if self.on_cursor_move is not None:
             self.on_cursor_move(row, col)
-        self.post_message(self.CursorMoved(self, row, col))
 
     def scroll_to_cursor(self) -> None:
         width = self.scrollable_content_region.width

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
 
 from probeheat.bundle import open_grid
+from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
 
 from .commands import ScreenCommands
 from .heatmap import Box, ColorBar, HeatFrame, HeatmapView, box_of
-from .model import GridModel, best_index, cell_detail, diff_values
+from .model import GridModel, cell_detail, diff_values
 from .screens import PickScreen, PromptScreen, TextScreen, detail_text
 
 RANGE_STEP = 0.05
@@ -369,15 +369,9 @@ class HeatmapScreen(Screen):
     @work(thread=True, exclusive=True, group="export")
     def _export(self, out: Path, grid, args: dict) -> None:
         # matplotlib is imported here, on first export, never at start-up.
-        try:
-            figures = importlib.import_module("probeheat.figures")
-            export_grid = figures.export_grid
-            highlight = getattr(figures, "Highlight", tuple)
-            args["highlights"] = tuple(highlight(*box) for box in args["highlights"])
-        except (ImportError, AttributeError):
-            self.app.call_from_thread(self.notify, "export is not available: "
-                                      "probeheat.figures.export_grid is missing", severity="error")
-            return
+        from probeheat.figures import Highlight, export_grid
+
+        args["highlights"] = tuple(Highlight(*box) for box in args["highlights"])
         self.app.call_from_thread(self.notify, f"exporting {out} ...", timeout=2)
         try:
             written = export_grid(grid, out, **args)

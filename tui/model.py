@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from probeheat.bundle import GridBundle, open_bundle
+from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
 
 # Short names for the study's positions, longest first; a column header uses the longest
@@ -52,12 +53,6 @@ def column_headers(positions: list[str], width: int) -> list[str]:
     return heads
 
 
-@dataclass
-class Cell:
-    row: int
-    col: int
-
-
 class GridModel:
     """A grid bundle's arrays, read once and kept (grids are small: L x P floats)."""
 
@@ -67,13 +62,15 @@ class GridModel:
         self.layers = grid.layers
         self.positions = grid.positions
         self.metrics = grid.metrics
-        self._values: dict[str, np.ndarray] = {}
-        self._intervals: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    @property
+    def grid_values(self):
+        return self.grid.grid_values  # read once by the bundle, shared with the figures
 
     def values(self, metric: str) -> np.ndarray:
-        if metric not in self._values:
-            self._values[metric] = self.grid.metric(metric)
-        return self._values[metric]
+        if metric not in self.metrics:
+            self.grid.metric(metric)  # the one-line error naming the metrics there are
+        return self.grid_values.metric(metric)
 
     @cached_property
     def counts(self) -> dict[str, np.ndarray]:
@@ -84,9 +81,7 @@ class GridModel:
         return self.grid.reasons()
 
     def interval(self, metric: str, row: int, col: int) -> tuple[float, float] | None:
-        if metric not in self._intervals:  # read once: the status line asks on every key
-            self._intervals[metric] = self.grid.interval(metric)
-        bounds = self._intervals[metric]
+        bounds = self.grid_values.intervals.get(metric)
         if bounds is None:
             return None
         lo, hi = float(bounds[0][row, col]), float(bounds[1][row, col])
@@ -109,29 +104,15 @@ class GridModel:
         return str(meta.get("title") or self.name)
 
 
-def best_index(values: np.ndarray) -> tuple[int, int] | None:
-    if values.size == 0 or np.all(np.isnan(values)):
-        return None
-    i, j = np.unravel_index(np.nanargmax(values), values.shape)
-    return int(i), int(j)
-
-
 def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
     """A - B over A's cells; cells B lacks (other layers or positions) are NaN."""
     if metric not in b.metrics:
         raise UserError(str(b.grid.path), f"has no metric {metric!r}",
                         f"pick a grid with {metric}, or switch metric with m")
-    out = np.full((len(a.layers), len(a.positions)), np.nan)
-    rows = {layer: i for i, layer in enumerate(b.layers)}
-    cols = {pos: j for j, pos in enumerate(b.positions)}
-    shared_rows = [(i, rows[layer]) for i, layer in enumerate(a.layers) if layer in rows]
-    shared_cols = [(j, cols[pos]) for j, pos in enumerate(a.positions) if pos in cols]
-    if not shared_rows or not shared_cols:
+    out = a.grid_values.diff(b.grid_values, metric)
+    if out is None:
         raise UserError(str(b.grid.path), "shares no layer and position with this grid",
                         "compare grids of the same model and positions")
-    ai, bi = zip(*shared_rows, strict=True)
-    aj, bj = zip(*shared_cols, strict=True)
-    out[np.ix_(ai, aj)] = a.values(metric)[np.ix_(ai, aj)] - b.values(metric)[np.ix_(bi, bj)]
     return out
 
 

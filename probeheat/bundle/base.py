@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy so safetensors.numpy can read it)
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -63,9 +62,20 @@ def open_tensors(path: Path):
 
 def get_tensor(f, name: str, path: Path) -> np.ndarray:
     try:
+        if f.get_slice(name).get_dtype() == "BF16":
+            need_bfloat16()
         return f.get_tensor(name)
     except Exception as exc:
         raise UserError(str(path), f"cannot read tensor {name!r} ({exc})", DAMAGED_FIX) from None
+
+
+def need_bfloat16() -> None:
+    """Register bfloat16 with numpy (safetensors.numpy needs it to read BF16 tensors).
+
+    Imported only when a BF16 tensor is read or written: ml_dtypes costs ~0.5 s at start-up,
+    which inspect, verify and the viewer need not pay for float16/float32 bundles.
+    """
+    import ml_dtypes  # noqa: F401
 
 
 class Bundle:

@@ -13,6 +13,7 @@ Generalization layout::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +28,88 @@ GRID_TENSORS = "grid.safetensors"
 GEN_META = "generalization.json"
 GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
+
+
+def best_index(values: np.ndarray) -> tuple[int, int] | None:
+    """(row, col) of the highest finite value, or None when no cell has one.
+
+    The one definition of "best cell" in probeheat: reports, the viewer and figures use it.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if values.size == 0 or not finite.any():
+        return None
+    i, j = np.unravel_index(np.argmax(np.where(finite, values, -np.inf)), values.shape)
+    return int(i), int(j)
+
+
+@dataclass(frozen=True)
+class BestCell:
+    row: int
+    col: int
+    layer: int
+    position: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Shared cells of grids A and B: A's rows/cols and the matching rows/cols of B."""
+
+    rows_a: tuple[int, ...]
+    rows_b: tuple[int, ...]
+    cols_a: tuple[int, ...]
+    cols_b: tuple[int, ...]
+
+
+@dataclass
+class GridValues:
+    """A grid's metrics as arrays [layers, positions], with intervals where stored.
+
+    The one in-memory grid result: the probe report, the viewer and figures read it.
+    """
+
+    layers: list[int]
+    positions: list[str]
+    metrics: list[str]
+    values: dict[str, np.ndarray]
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def metric(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def best_cell(self, metric: str | None = None) -> BestCell | None:
+        metric = metric or self.metrics[0]
+        found = best_index(self.values[metric])
+        if found is None:
+            return None
+        i, j = found
+        return BestCell(i, j, self.layers[i], self.positions[j],
+                        float(self.values[metric][i, j]))
+
+    def align(self, other: GridValues) -> Alignment | None:
+        """Cells both grids have (matched by layer number and position name), or None."""
+        rows = {layer: i for i, layer in enumerate(other.layers)}
+        cols = {pos: j for j, pos in enumerate(other.positions)}
+        shared_rows = [(i, rows[x]) for i, x in enumerate(self.layers) if x in rows]
+        shared_cols = [(j, cols[p]) for j, p in enumerate(self.positions) if p in cols]
+        if not shared_rows or not shared_cols:
+            return None
+        ra, rb = zip(*shared_rows, strict=True)
+        ca, cb = zip(*shared_cols, strict=True)
+        return Alignment(ra, rb, ca, cb)
+
+    def diff(self, other: GridValues, metric: str) -> np.ndarray | None:
+        """A - B over A's cells, NaN where B lacks the cell; None when nothing is shared."""
+        aligned = self.align(other)
+        if aligned is None:
+            return None
+        out = np.full((len(self.layers), len(self.positions)), np.nan)
+        a = self.values[metric][np.ix_(aligned.rows_a, aligned.cols_a)]
+        b = other.values[metric][np.ix_(aligned.rows_b, aligned.cols_b)]
+        out[np.ix_(aligned.rows_a, aligned.cols_a)] = a - b
+        return out
 
 
 class GridBundle(Bundle):
@@ -79,12 +162,25 @@ class GridBundle(Bundle):
             out[(int(item["layer"]), str(item["position"]))] = str(item["reason"])
         return out
 
+    @cached_property
+    def grid_values(self) -> GridValues:
+        """Every metric with its interval and seed spread, read once."""
+        values, intervals, spread = {}, {}, {}
+        for name in self.metrics:
+            values[name] = self.metric(name)
+            bounds = self.interval(name)
+            if bounds is not None:
+                intervals[name] = bounds
+            if f"{name}_std" in self.tensor_names:
+                spread[name] = self.tensor(f"{name}_std").astype(np.float64)
+        return GridValues(self.layers, self.positions, self.metrics, values, intervals, spread)
+
     def best_cell(self, metric: str = "auc") -> tuple[int, str, float] | None:
-        values = self.metric(metric)
-        if np.all(np.isnan(values)):
-            return None
-        i, j = np.unravel_index(np.nanargmax(values), values.shape)
-        return self.layers[i], self.positions[j], float(values[i, j])
+        """(layer, position, value) of the highest cell, or None when no cell was fitted."""
+        if metric not in self.metrics:
+            self.metric(metric)  # the one-line error naming the metrics there are
+        best = self.grid_values.best_cell(metric)
+        return None if best is None else (best.layer, best.position, best.value)
 
     def scores(self, layer: int, position: str, seed_index: int = 0):
         """(rows into the run's records, test scores, labels with 1 = incorrect) of one cell."""
@@ -106,13 +202,18 @@ class GridBundle(Bundle):
         return ref
 
     def find_run(self):
-        """The run bundle this grid was made from, if it is still where it was (else None)."""
+        """The run bundle this grid was made from, if it can be found (else None).
+
+        ``run.path`` is relative to the grid's folder (absolute in grids of format 1.0); a run
+        of that folder name beside the grid is tried too, so copying both keeps them linked.
+        """
         from . import open_run
 
         ref = self.run_ref
-        candidates = [ref.get("path")] if ref.get("path") else []
-        if ref.get("path"):
-            candidates.append(str(self.path.parent / Path(ref["path"]).name))
+        recorded = ref.get("path")
+        candidates = []
+        if isinstance(recorded, str) and recorded:
+            candidates = [self.path / recorded, self.path.parent / Path(recorded).name]
         for candidate in candidates:
             try:
                 run = open_run(Path(candidate))

@@ -5,12 +5,12 @@ Only the standard library is used here so that reading a manifest is instant.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath
 
 from ..errors import UserError
+from ..hashing import sha256_file
 
 FORMAT_NAME = "probeheat-bundle"
 FORMAT_VERSION = "1.0"
@@ -21,13 +21,9 @@ ALLOWED_SUFFIXES = (".json", ".safetensors")
 
 DAMAGED_FIX = "the bundle is damaged: copy it again or re-create it"
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "KINDS", "DAMAGED_FIX", "sha256_file",
+           "build_manifest", "check_member", "load_manifest_json", "parse_version",
+           "write_json_atomic"]
 
 
 def parse_version(text: object, where: str) -> tuple[int, int]:

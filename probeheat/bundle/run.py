@@ -33,6 +33,7 @@ from .base import (
     save_tensors,
 )
 from .manifest import DAMAGED_FIX, write_json_atomic
+from .records import Record, check_complete, check_records, error_labels
 
 RUN_META = "run.json"
 SHARD_DIR = "shards"
@@ -72,32 +73,40 @@ class RunBundle(Bundle):
     def n_examples(self) -> int:
         return int(self.require("n_examples"))
 
+    @property
+    def model_id(self) -> str | None:
+        """``model.model_id``: the model as the user named it (built-in name, path, hub id)."""
+        model = self.meta.get("model")
+        return model.get("model_id") if isinstance(model, dict) else None
+
     @cached_property
     def shards(self) -> list[str]:
         """Shard stems (``shards/shard-r000-00000``) in file-name order."""
         names = sorted(n for n in self.manifest["files"] if n.startswith(f"{SHARD_DIR}/"))
         return [n[: -len(".json")] for n in names if SHARD_RE.match(n.split("/")[-1])]
 
-    def _shard_records(self, stem: str) -> list[dict]:
+    def _shard_records(self, stem: str) -> list[Record]:
+        where = str(self.path / f"{stem}.json")
         data = read_json(self.member(f"{stem}.json"))
-        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-            raise UserError(str(self.path / f"{stem}.json"), "no 'records' list", DAMAGED_FIX)
-        return data["records"]
+        if not isinstance(data, dict) or "records" not in data:
+            raise UserError(where, "no 'records' list", DAMAGED_FIX)
+        return check_records(data["records"], where)
 
     @cached_property
-    def _order(self) -> tuple[list[dict], np.ndarray]:
+    def _order(self) -> tuple[list[Record], np.ndarray]:
         records = [r for stem in self.shards for r in self._shard_records(stem)]
-        indices = np.array([int(r["index"]) for r in records], dtype=np.int64)
+        check_complete(records, self.positions, str(self.path))
+        indices = np.array([r["index"] for r in records], dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         return [records[i] for i in order], order
 
-    def records(self) -> list[dict]:
-        """Per-example records in dataset order (``record["index"]``)."""
+    def records(self) -> list[Record]:
+        """Per-example records in row order: row r is the record whose ``index`` is r."""
         return self._order[0]
 
     def labels(self) -> np.ndarray:
-        """1 where the model's answer was correct, 0 where it was not, in records() order."""
-        return np.array([1 if r["correct"] else 0 for r in self.records()], dtype=np.int8)
+        """1 where the model's answer was wrong, 0 where it was right, in records() order."""
+        return error_labels(self.records())
 
     def read_layer(self, layer: int, site: str = "resid", *, as_float32: bool = True
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +141,7 @@ class RunWriter:
     def __init__(self, out: Path, meta: dict, *, resume: bool = False, overwrite: bool = False,
                  rank: int = 0):
         self.out = Path(out)
-        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.partial = partial_path(self.out)
         self.rank = rank
         self.overwrite = overwrite
         self.meta = dict(meta)
@@ -142,18 +151,16 @@ class RunWriter:
             self._prepare(resume, overwrite)
 
     def _prepare(self, resume: bool, overwrite: bool) -> None:
-        fix = "pass --resume to continue it, or --overwrite to start again"
-        if self.out.exists() and not overwrite:
-            same = _fingerprint_of(self.out / RUN_META) == self.meta["fingerprint"]
-            if resume and same:
-                raise RunAlreadyComplete(self.out)
-            check_destination(self.out, overwrite=False)
+        if self.out.exists() and not overwrite and resume \
+                and _fingerprint_of(self.out / RUN_META) == self.meta["fingerprint"]:
+            raise RunAlreadyComplete(self.out)
+        check_run_out(self.out, resume=False, overwrite=overwrite, finished_only=True)
         if self.partial.exists():
             same = _fingerprint_of(self.partial / RUN_META) == self.meta["fingerprint"]
             if overwrite:
                 shutil.rmtree(self.partial)
             elif not resume:
-                raise UserError(str(self.partial), "holds an unfinished run", fix)
+                check_run_out(self.out, resume=False, overwrite=False)
             elif not same:
                 raise UserError(str(self.partial), "holds an unfinished run with different inputs "
                                 "(model, dataset, positions or settings)",
@@ -175,12 +182,17 @@ class RunWriter:
     def _shard_files(self) -> list[Path]:
         return sorted(p for p in (self.partial / SHARD_DIR).glob("shard-r*.json") if SHARD_RE.match(p.name))
 
+    def done_records(self) -> dict[int, bool]:
+        """{dataset index: correct} of the examples any rank has written (a resume skips them)."""
+        done: dict[int, bool] = {}
+        for path in self._shard_files():
+            for record in check_records(read_json(path).get("records"), str(path)):
+                done[record["index"]] = record["correct"]
+        return done
+
     def done_indices(self) -> set[int]:
         """Dataset indices already written by any rank (what a resumed run skips)."""
-        done: set[int] = set()
-        for path in self._shard_files():
-            done.update(int(r["index"]) for r in read_json(path)["records"])
-        return done
+        return set(self.done_records())
 
     def add_shard(self, records: list[dict], tensors: dict[str, np.ndarray], mask: np.ndarray) -> Path:
         """Write one shard: ``tensors`` maps "<site>.<layer>" to [n, P, d]; mask is [n, P]."""
@@ -228,9 +240,22 @@ def _fingerprint_of(path: Path) -> str | None:
     return meta.get("fingerprint") if isinstance(meta, dict) else None
 
 
-def remove_partial(out: Path) -> None:
-    partial = Path(out).with_name(Path(out).name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+def partial_path(out: Path) -> Path:
+    """Where a run grows until it is finished: ``OUT.partial`` beside ``OUT``."""
+    return Path(out).with_name(Path(out).name + ".partial")
+
+
+def check_run_out(out: Path, *, resume: bool, overwrite: bool,
+                  finished_only: bool = False) -> None:
+    """Refuse an --out that holds a finished bundle or an unfinished run, unless told.
+
+    Checked by `run` before anything heavy loads and again by the writer.
+    """
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        check_destination(out, overwrite=False)
+    if not finished_only and partial_path(out).exists() and not (resume or overwrite):
+        raise UserError(str(partial_path(out)), "holds an unfinished run",
+                        "pass --resume to continue it, or --overwrite to start again")
 
 

@@ -82,27 +82,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels(args, x: str, y: str) -> dict:
-    return {"xlabel": x if args.xlabel is None else args.xlabel,
-            "ylabel": y if args.ylabel is None else args.ylabel}
+def _options(args, x: str, y: str, width: str):
+    from ..figures import FigureOptions
+
+    return FigureOptions(
+        metric=args.metric or "auc", positions=args.positions, layers=args.layers,
+        width=args.width or width, height=args.height, vmin=args.vmin, vmax=args.vmax,
+        annotate=args.annotate, mark_best=args.mark_best, highlights=tuple(args.highlight),
+        title=args.title, dpi=args.dpi, xlabel=x if args.xlabel is None else args.xlabel,
+        ylabel=y if args.ylabel is None else args.ylabel, panels=args.panels,
+        panel_titles=[t.strip() for t in args.panel_titles.split(",")]
+        if args.panel_titles else None)
 
 
 def _export_grids(grids: list, diff, args) -> Path:
     from ..figures import export_grid, export_panels
 
-    common = dict(metric=args.metric or "auc", positions=args.positions, layers=args.layers,
-                  height=args.height, vmin=args.vmin, vmax=args.vmax, annotate=args.annotate,
-                  mark_best=args.mark_best, highlights=args.highlight, title=args.title,
-                  dpi=args.dpi, **_labels(args, "Token", "Layer"))
     if len(grids) == 1 and not args.panels and not args.panel_titles:
-        return export_grid(grids[0], args.output, width=args.width or "single", diff=diff,
-                           **common)
+        return export_grid(grids[0], args.output, _options(args, "Token", "Layer", "single"),
+                           diff=diff)
     if diff is not None:
         raise UserError("--diff", "compares exactly one grid with another",
                         "pass one GRID with --diff OTHER_GRID")
-    titles = [t.strip() for t in args.panel_titles.split(",")] if args.panel_titles else None
-    return export_panels(grids, args.output, panels=args.panels, panel_titles=titles,
-                         width=args.width or "double", **common)
+    return export_panels(grids, args.output, _options(args, "Token", "Layer", "double"))
 
 
 def _export_generalization(bundles: list, args) -> Path:
@@ -116,7 +118,5 @@ def _export_generalization(bundles: list, args) -> Path:
     if used:
         raise UserError(used[0], "applies to grid bundles, not to a generalization matrix",
                         "leave it out (the matrix is always annotated)")
-    return export_generalization(bundles[0], args.output, width=args.width or "single",
-                                 height=args.height, vmin=args.vmin, vmax=args.vmax,
-                                 title=args.title, dpi=args.dpi,
-                                 **_labels(args, "Test dataset", "Train dataset"))
+    return export_generalization(bundles[0], args.output,
+                                 _options(args, "Test dataset", "Train dataset", "single"))

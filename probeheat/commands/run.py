@@ -48,15 +48,28 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_log_options(p)
+
+
+def add_log_options(p) -> None:
+    """--log-format / --log-interval / --verbose, shared by every long command."""
+    p.add_argument("--log-format", default="auto", choices=["auto", "bar", "text", "json"],
+                   help="progress as a live bar (auto on a terminal), plain text lines "
+                        "(auto when output is piped or redirected) or JSON lines "
+                        "(default: %(default)s)")
+    p.add_argument("--log-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds between progress lines in text/json mode (default: %(default)s)")
+    p.add_argument("--verbose", action="store_true",
+                   help="let third-party libraries print their own progress bars and notices")
 
 
 def run(args) -> int:
-    from ..runner import RunConfig
-    from ..runner import run as do_run
+    from ..run.config import RunConfig
+    from ..run.pipeline import run as do_run
 
     cfg = RunConfig(
         out=args.out, model=args.model, dataset=args.dataset, limit=args.limit, seed=args.seed,
-        positions=[p.strip() for p in args.positions.split(",") if p.strip()],
+        positions=args.positions,
         template=args.template, few_shot=args.few_shot, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
         dtype=args.dtype, store_dtype=args.store_dtype, device_map=args.device_map,
@@ -65,6 +78,7 @@ def run(args) -> int:
         extractor_model=args.extractor_model, question_column=args.question_column,
         answers_column=args.answers_column, id_column=args.id_column, resume=args.resume,
         overwrite=args.overwrite, quiet=args.quiet, threads=args.threads,
+        progress=args.log_format, log_interval=args.log_interval, verbose=args.verbose,
     )
     do_run(cfg, argv=["probeheat", *sys.argv[1:]])
     return 0

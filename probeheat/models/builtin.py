@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from probeheat.bundle.manifest import sha256_file
 from probeheat.errors import UserError
+from probeheat.hashing import sha256_file
 
 _MARKER = "probeheat_source.json"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from probeheat.bundle.manifest import sha256_file
 from probeheat.errors import UserError
+from probeheat.hashing import sha256_file
 from probeheat.models.builtin import BUILTIN_MODELS, provision
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

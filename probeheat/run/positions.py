@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from probeheat.errors import UserError
+from probeheat.selection import expand_new_positions
 
 #: The study's 15 positions, in its column order.
 BUILTIN_POSITIONS: tuple[str, ...] = (
@@ -31,9 +32,6 @@ BUILTIN_POSITIONS: tuple[str, ...] = (
 
 #: Anchors a user may offset with ``+K`` / ``-K``.
 ANCHORS: tuple[str, ...] = BUILTIN_POSITIONS[:7]
-
-#: Names that mean "the 15 builtins".
-ALL_ALIASES = ("all", "default")
 
 _FROM_END = re.compile(r"^-([1-9][0-9]*)$")
 _OFFSET = re.compile(r"^([a-z_]+)([+-])([1-9][0-9]*)$")
@@ -83,19 +81,15 @@ def _parse(name: str) -> _Parsed:
     return parsed
 
 
-def parse_positions(names: list[str] | tuple[str, ...]) -> list[str]:
-    """Validate position names; expand 'all'/'default'; drop duplicates keeping order."""
-    out: list[str] = []
-    for raw in names:
-        name = raw.strip()
-        expanded = BUILTIN_POSITIONS if name in ALL_ALIASES else (name,)
-        for n in expanded:
-            if _parse_one(n) is None:
-                raise UserError("--positions", f"unknown position {raw!r}", f"use {VALID_FORMS}")
-            if n not in out:
-                out.append(n)
-    if not out:
+def parse_positions(names: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Validate position names (a selection string or a list of names): expand 'all' /
+    'default' and ranges such as ``-12:-9``; drop duplicates keeping order."""
+    if not isinstance(names, str) and not names:
         raise UserError("--positions", "no positions given", f"use {VALID_FORMS}")
+    out = expand_new_positions(names, BUILTIN_POSITIONS, "--positions")
+    for name in out:
+        if _parse_one(name) is None:
+            raise UserError("--positions", f"unknown position {name!r}", f"use {VALID_FORMS}")
     return out
 
 

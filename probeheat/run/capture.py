@@ -32,8 +32,10 @@ import torch
 
 from probeheat.errors import UserError
 
-SITES = ("resid", "mlp", "attn")
-MODES = ("generate", "reforward")
+from .config import CAPTURE_MODES as MODES
+from .config import SITES
+
+StepCallback = Callable[[int, int], None]  # (rows finished at this step, tokens generated)
 
 _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers",
                 "transformer.layers", "model.language_model.layers", "language_model.model.layers")
@@ -179,7 +181,7 @@ class CaptureEngine:
             raise UserError("--sites", f"unknown site(s) {bad or sites}",
                             f"use any of {', '.join(SITES)}")
         if mode not in MODES:
-            raise UserError("--capture-mode", f"unknown mode {mode!r}", "use generate or reforward")
+            raise UserError("--capture", f"unknown mode {mode!r}", "use generate or reforward")
         if max_new_tokens < 1:
             raise UserError("--max-new-tokens", "must be at least 1", "pass e.g. 64")
         if lookback < 0:
@@ -205,13 +207,18 @@ class CaptureEngine:
 
     # -- generation ---------------------------------------------------------------------
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]]) -> GeneratedBatch:
-        """Greedy-decode a batch; in mode "generate" also capture the activations."""
+    def generate(self, prompt_ids: Sequence[Sequence[int]],
+                 on_progress: StepCallback | None = None) -> GeneratedBatch:
+        """Greedy-decode a batch; in mode "generate" also capture the activations.
+
+        ``on_progress(rows_finished, tokens)`` is called after every decode step.
+        """
         prompts = [list(map(int, p)) for p in prompt_ids]
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("generate: every prompt needs at least one token")
         rec = _StreamRecorder(self) if self.mode == "generate" else None
-        gen, reasons, logps = self._decode(prompts, self.max_new_tokens, self.stop_on_newline, rec)
+        gen, reasons, logps = self._decode(prompts, self.max_new_tokens, self.stop_on_newline,
+                                           rec, on_progress)
         batch = GeneratedBatch(prompts, gen, reasons, logps, engine=self)
         if rec is not None:
             batch.prompt_buffer, batch.step_buffer = rec.prompt, rec.steps
@@ -234,7 +241,7 @@ class CaptureEngine:
         return texts
 
     @torch.inference_mode()
-    def _decode(self, prompts, max_new_tokens, stop_on_newline, rec):
+    def _decode(self, prompts, max_new_tokens, stop_on_newline, rec, on_progress=None):
         device = self.loaded.input_device
         lens = torch.tensor([len(p) for p in prompts])
         width = int(lens.max())
@@ -253,12 +260,13 @@ class CaptureEngine:
                 rec.flush_prompt()
                 rec.keep = 1
             gen, reasons, logps = self._loop(out, mask, lens.to(device), max_new_tokens,
-                                             stop_on_newline, rec)
+                                             (stop_on_newline, rec, on_progress))
         return gen, reasons, logps
 
-    def _loop(self, out, mask, lens, max_new_tokens, stop_on_newline, rec):
+    def _loop(self, out, mask, lens, max_new_tokens, options):
         """Greedy steps. A row leaves the batch once it has stopped (and, when recording,
         once its stop token has been fed), so long answers do not make short ones pay."""
+        stop_on_newline, rec, on_progress = options
         n = len(lens)
         gen: list[list[int]] = [[] for _ in range(n)]
         logps: list[list[float]] = [[] for _ in range(n)]
@@ -272,6 +280,8 @@ class CaptureEngine:
                 gen[b].append(t)
                 logps[b].append(v)
                 reasons[b] = self._stop_reason(t, len(gen[b]), max_new_tokens, stop_on_newline)
+            if on_progress is not None:
+                on_progress(sum(reasons[b] is not None for b in rows), len(rows))
             # When recording, stopped rows are fed once more so that their last token (EOS,
             # position -1) gets its hidden states; otherwise they leave right away.
             feed = [i for i, b in enumerate(rows) if rec or reasons[b] is None]

@@ -1,4 +1,4 @@
-"""Linear probes: an exact L2 logistic-regression solver, ROC AUC, intervals, splits.
+"""The probe: an exact L2 logistic-regression solver (torch, float32/float64 on the CPU).
 
 The solver minimises sklearn's objective for ``LogisticRegression(C=C, solver="lbfgs")``::
 
@@ -39,21 +39,10 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from statistics import NormalDist
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-# A cell is fitted only with at least this many examples of each class: fewer make the
-# probe or its test AUC meaningless.
-MIN_TRAIN_PER_CLASS = 5
-MIN_TEST_PER_CLASS = 2
-
-PRESETS = {
-    "paper": {"C": 1.0, "standardize": False},
-    "default": {"C": 1.0, "standardize": True},
-}
 
 _ARMIJO = 1e-4
 _CHORD = 1e-4  # objective gap (relative) below which one step reuses the factorisation
@@ -165,14 +154,13 @@ def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_ite
         decrement = -(float(r @ Kda) + C * float(g.sum()) * db)
         if not decrement > 0:  # no descent left at float64 precision
             return alpha, b, it, True, J
-        step = _line_search(f, Kda + db, alpha, da, Kda, y, C)
-        a_new, b_new = alpha + step * da, b + step * db
-        f_new = f + step * (Kda + db)
-        J_new = C * float(_log_loss_sum(f_new, y)) + 0.5 * float(a_new @ (f_new - b_new))
-        if not J_new <= J:  # the 1-D search failed (never seen): fall back to Armijo
-            step, f_new, a_new, b_new, J_new = _armijo(f, alpha, b, da, db, Kda, y, C, J,
-                                                       decrement)
-        alpha, b, f, J = a_new, b_new, f_new, J_new
+        def at(t, alpha=alpha, b=b, f=f, da=da, db=db, q=Kda + db):
+            a_t, b_t, f_t = alpha + t * da, b + t * db, f + t * q
+            return C * float(_log_loss_sum(f_t, y)) + 0.5 * float(a_t @ (f_t - b_t)), \
+                (a_t, b_t, f_t)
+
+        J, (alpha, b, f) = _take_step(at, _line_search(f, Kda + db, alpha, da, Kda, y, C),
+                                      J, decrement)
         if decrement / 2 <= tol * max(1.0, abs(J)):
             return alpha, b, it, True, J
         # Near the optimum the Hessian hardly moves between iterates: one more step with
@@ -207,14 +195,17 @@ def _line_search(f, q, x, dx, P_dx, y, C) -> float:
     return t
 
 
-def _armijo(f, alpha, b, da, db, Kda, y, C, J, decrement):
+def _take_step(at, step: float, J: float, decrement: float):
+    """(objective, state) after the line search's step, or after Armijo backtracking from 1
+    when that step did not decrease the objective (a failed 1-D search: never seen)."""
+    J_new, state = at(step)
+    if J_new <= J:
+        return J_new, state
     step = 1.0
     while True:
-        a_new, b_new = alpha + step * da, b + step * db
-        f_new = f + step * (Kda + db)
-        J_new = C * float(_log_loss_sum(f_new, y)) + 0.5 * float(a_new @ (f_new - b_new))
+        J_new, state = at(step)
         if J_new <= J - _ARMIJO * step * decrement or step < 1e-10:
-            return step, f_new, a_new, b_new, J_new
+            return J_new, state
         step *= 0.5
 
 
@@ -287,24 +278,19 @@ def _primal_newton(X: torch.Tensor, y: torch.Tensor, C: float, tol: float,
         if not decrement > 0:
             return _Fit(theta[:d], float(theta[d]), it, True, J)
         Xd = Xa @ delta
-        step = _line_search(f, Xd, theta, delta, reg * delta, y, C)
-        th_new, f_new = theta + step * delta, f + step * Xd
-        J_new = objective(th_new, f_new)
-        if not J_new <= J:  # the 1-D search failed: plain backtracking
-            step = 1.0
-            while True:
-                th_new, f_new = theta + step * delta, f + step * Xd
-                J_new = objective(th_new, f_new)
-                if J_new <= J - _ARMIJO * step * decrement or step < 1e-10:
-                    break
-                step *= 0.5
-        theta, f, J = th_new, f_new, J_new
+
+        def at(t, theta=theta, f=f, delta=delta, Xd=Xd):
+            th_t, f_t = theta + t * delta, f + t * Xd
+            return objective(th_t, f_t), (th_t, f_t)
+
+        J, (theta, f) = _take_step(at, _line_search(f, Xd, theta, delta, reg * delta, y, C),
+                                   J, decrement)
         if decrement / 2 <= tol * max(1.0, abs(J)):
             return _Fit(theta[:d], float(theta[d]), it, True, J)
     return _Fit(theta[:d], float(theta[d]), max_iter, False, J)
 
 
-def _prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
+def prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
     """(solver-ready tensor, mean, scale): mean/scale are None when not standardising."""
     Xt = torch.as_tensor(np.ascontiguousarray(X)).to(dtype)
     if not standardize:
@@ -312,7 +298,7 @@ def _prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
     return standardizer(Xt)
 
 
-def _solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> _Fit:
+def solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> _Fit:
     n, d = Xs.shape
     if d <= n:
         return _primal_newton(Xs.to(torch.float64), y, C, tol, max_iter)
@@ -344,104 +330,20 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, standardize: b
     relative to the objective; ``max_iter`` caps Newton iterations (10-20 is typical).
     """
     X, y = _check_fit_input(X, y, C)
-    with _threads_for(X.size):
-        Xs, mean, scale = _prepare(X, standardize, _solver_dtype(standardize))
-        fit = _solve(Xs, torch.as_tensor(y), C, tol, max_iter)
+    with threads_for(X.size):
+        Xs, mean, scale = prepare(X, standardize, solver_dtype(standardize))
+        fit = solve(Xs, torch.as_tensor(y), C, tol, max_iter)
     return LogisticModel(fit.w.numpy(), fit.b, mean, scale, fit.n_iter, fit.converged,
                          fit.objective)
 
 
-def _solver_dtype(standardize: bool) -> torch.dtype:
+def solver_dtype(standardize: bool) -> torch.dtype:
     # Unscaled hidden states span orders of magnitude (massive activations): keep float64.
     return torch.float32 if standardize else torch.float64
 
 
-@dataclass
-class LayerFit:
-    """Probes of one layer, one per position, on one train/test split.
-
-    Arrays are indexed by position; ``scores[p, j]`` is the log-odds of label 1 for
-    ``test_rows[j]``, rounded to float32 (NaN where that example lacks the position or the
-    cell was skipped); the metrics are computed from these rounded scores.
-    ``reasons[p]`` says why cell p has no probe.
-    """
-
-    scores: np.ndarray
-    auc: np.ndarray
-    auc_lo: np.ndarray
-    auc_hi: np.ndarray
-    accuracy: np.ndarray
-    n_train: np.ndarray
-    n_test: np.ndarray
-    n_test_pos: np.ndarray
-    n_iter: np.ndarray
-    converged: np.ndarray
-    reasons: dict[int, str] = field(default_factory=dict)
-
-
-def cell_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
-    """Why a cell with these labels cannot be probed, or None when it can."""
-    tr_pos, te_pos = int(y_train.sum()), int(y_test.sum())
-    tr_neg, te_neg = y_train.size - tr_pos, y_test.size - te_pos
-    if min(tr_pos, tr_neg) < MIN_TRAIN_PER_CLASS:
-        return (f"too few training examples per class ({tr_pos} incorrect, {tr_neg} correct;"
-                f" need {MIN_TRAIN_PER_CLASS} of each)")
-    if min(te_pos, te_neg) < MIN_TEST_PER_CLASS:
-        return (f"too few test examples per class ({te_pos} incorrect, {te_neg} correct;"
-                f" need {MIN_TEST_PER_CLASS} of each)")
-    return None
-
-
-def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.ndarray,
-              test_rows: np.ndarray, *, C: float = 1.0, standardize: bool = True,
-              tol: float = 1e-8, max_iter: int = 100, level: float = 0.95) -> LayerFit:
-    """Fit one probe per position of a layer: X [n, P, d], mask [n, P], y [n] in {0, 1}.
-
-    Each cell trains on the rows of ``train_rows`` that have the position and is scored
-    on those of ``test_rows``. Every cell starts cold (zero weights, intercept at the
-    class log-odds): starting from the neighbouring layer's solution was measured to cost
-    Newton iterations, not save them.
-    """
-    n, P, _ = X.shape
-    y = np.asarray(y).astype(np.int64)
-    out = _empty_layer(P, len(test_rows))
-    for p in range(P):
-        tr = train_rows[mask[train_rows, p]]
-        te_keep = mask[test_rows, p]
-        te = test_rows[te_keep]
-        out.n_train[p], out.n_test[p], out.n_test_pos[p] = tr.size, te.size, int(y[te].sum())
-        reason = cell_problem(y[tr], y[te])
-        Xtr, Xte = X[tr, p, :], X[te, p, :]
-        if reason is None and not (np.isfinite(Xtr).all() and np.isfinite(Xte).all()):
-            reason = "hidden states contain NaN or inf (overflow in the run's dtype?)"
-        if reason is not None:
-            out.reasons[p] = reason
-            continue
-        try:
-            fit, s = _fit_cell(Xtr, y[tr], Xte, C, standardize, tol, max_iter)
-        except torch.linalg.LinAlgError as exc:  # never seen; a cell must not kill a grid
-            out.reasons[p] = f"solver failed: {exc}"
-            continue
-        out.scores[p, te_keep] = s
-        out.n_iter[p], out.converged[p] = fit.n_iter, fit.converged
-        out.auc[p] = roc_auc(y[te], s)
-        out.auc_lo[p], out.auc_hi[p] = delong_ci(y[te], s, level)
-        out.accuracy[p] = float(np.mean((s > 0) == (y[te] == 1)))
-    return out
-
-
-def _fit_cell(Xtr, ytr, Xte, C, standardize, tol, max_iter):
-    with _threads_for(Xtr.size):
-        Xs, mean, scale = _prepare(Xtr, standardize, _solver_dtype(standardize))
-        fit = _solve(Xs, torch.as_tensor(ytr, dtype=torch.float64), C, tol, max_iter)
-        model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
-        # float32 like the grid stores them, so stored scores reproduce every metric
-        s = model.decision_function(Xte).astype(np.float32).astype(np.float64)
-    return fit, s
-
-
 @contextmanager
-def _threads_for(work: int):
+def threads_for(work: int):
     """One torch thread for small cells: thread hand-offs on tiny matrices cost more than
     they save, and on a busy machine they cost 10-20x (measured: a 150-cell grid at d=32
     took 9.5 s with 2 threads under load, 0.5 s with 1)."""
@@ -454,113 +356,3 @@ def _threads_for(work: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _empty_layer(P: int, k: int) -> LayerFit:
-    nan = np.full(P, np.nan)
-    zeros = np.zeros(P, dtype=np.int64)
-    return LayerFit(np.full((P, k), np.nan), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
-                    zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(),
-                    np.zeros(P, dtype=bool))
-
-
-# --- metrics -----------------------------------------------------------------------------
-
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
-    ends = np.r_[starts[1:], xs.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
-
-
-def _auc_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
-    labels = np.asarray(labels).astype(np.int64).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    if labels.shape != scores.shape:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    n1 = int(labels.sum())
-    if n1 == 0 or n1 == labels.size:
-        return None
-    return labels, scores
-
-
-def roc_auc(labels, scores) -> float:
-    """Exact ROC AUC (Mann-Whitney U / n1 n0, ties count 1/2); NaN without both classes.
-
-    Label 1 is the positive class (an incorrect answer in probeheat's grids).
-    """
-    checked = _auc_inputs(labels, scores)
-    if checked is None:
-        return float("nan")
-    labels, scores = checked
-    ranks = _midranks(scores)
-    n1 = int(labels.sum())
-    n0 = labels.size - n1
-    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
-def delong_ci(labels, scores, level: float = 0.95) -> tuple[float, float]:
-    """DeLong's interval for the AUC (normal approximation, midranks handle ties).
-
-    Uses the fast structural-component form of Sun & Xu (2014); clipped to [0, 1].
-    (NaN, NaN) without both classes.
-    """
-    checked = _auc_inputs(labels, scores)
-    if checked is None:
-        return float("nan"), float("nan")
-    labels, scores = checked
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    n1, n0 = pos.size, neg.size
-    rz = _midranks(np.r_[pos, neg])
-    v10 = (rz[:n1] - _midranks(pos)) / n0
-    v01 = 1.0 - (rz[n1:] - _midranks(neg)) / n1
-    auc = float(v10.mean())
-    var = (v10.var(ddof=1) / n1 if n1 > 1 else 0.0) + (v01.var(ddof=1) / n0 if n0 > 1 else 0.0)
-    half = NormalDist().inv_cdf(0.5 + level / 2.0) * math.sqrt(max(var, 0.0))
-    return max(0.0, auc - half), min(1.0, auc + half)
-
-
-def bootstrap_ci(labels, scores, level: float = 0.95, n_boot: int = 1000,
-                 seed: int = 0) -> tuple[float, float]:
-    """Stratified percentile bootstrap interval for the AUC (classes resampled apart)."""
-    checked = _auc_inputs(labels, scores)
-    if checked is None:
-        return float("nan"), float("nan")
-    labels, scores = checked
-    rng = np.random.default_rng(seed)
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    both = np.r_[np.ones(pos.size, np.int64), np.zeros(neg.size, np.int64)]
-    aucs = np.empty(n_boot)
-    for i in range(n_boot):
-        sample = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
-        aucs[i] = roc_auc(both, sample)
-    tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(aucs, [tail, 1.0 - tail])
-    return float(lo), float(hi)
-
-
-def stratified_split(labels, test_fraction: float = 0.2,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train_rows, test_rows), sorted, with each class split in the same proportion.
-
-    Deterministic: ``numpy.random.default_rng(seed)`` permutes each class; the test set
-    takes ``round(test_fraction * class size)`` of it.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1); got {test_fraction}")
-    labels = np.asarray(labels).ravel()
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for cls in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == cls))
-        k = int(round(test_fraction * rows.size))
-        test.append(rows[:k])
-        train.append(rows[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

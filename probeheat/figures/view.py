@@ -1,0 +1,98 @@
+"""The view model of a figure: validated values, labels and colour scale, ready to draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..bundle.grid import best_index
+from ..errors import UserError
+from ..selection import select_layers, select_positions
+from .options import FigureOptions, Highlight, check_range, parse_highlight, resolve_highlight
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bundle import GridBundle
+
+CMAP = "Blues"
+DIFF_CMAP = "RdBu_r"
+METRIC_LABELS = {"auc": "AUC", "accuracy": "Accuracy", "f1": "F1", "brier": "Brier score"}
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric.lower(), metric)
+
+
+@dataclass
+class HeatmapView:
+    """One validated panel: values [rows, cols] with row/column labels and a colour scale."""
+
+    values: np.ndarray
+    layers: list[int]
+    positions: list[str]
+    label: str
+    vmin: float
+    vmax: float
+    cmap: str = CMAP
+    title: str | None = None
+    boxes: list[tuple] = field(default_factory=list)  # resolved highlights
+    best: tuple[int, int] | None = None
+
+
+def _check_metric(grid: GridBundle, metric: str) -> None:
+    if metric not in grid.metrics:
+        raise UserError("--metric", f"{grid.path} has no metric {metric!r}",
+                        f"this grid has: {', '.join(grid.metrics)}")
+
+
+def _shared(grid: GridBundle, diff: GridBundle | None) -> tuple[list[int], list[str]]:
+    """The layers and positions a figure may show: the grid's, or those both grids have."""
+    if diff is None:
+        return grid.layers, grid.positions
+    aligned = grid.grid_values.align(diff.grid_values)
+    layers = [grid.layers[i] for i in aligned.rows_a] if aligned else []
+    positions = [grid.positions[j] for j in aligned.cols_a] if aligned else []
+    if not layers or not positions:
+        missing = "layers" if not set(grid.layers) & set(diff.layers) else "positions"
+        raise UserError("--diff", f"{grid.path} and {diff.path} share no {missing}",
+                        "compare grids over the same layers and positions")
+    return layers, positions
+
+
+def grid_view(grid: GridBundle, options: FigureOptions | None = None, *,
+              diff: GridBundle | None = None, **changes) -> HeatmapView:
+    """Select, validate and (with ``diff``) subtract; everything a figure needs, no drawing."""
+    opts = FigureOptions.of(options, **changes)
+    _check_metric(grid, opts.metric)
+    if diff is not None:
+        _check_metric(diff, opts.metric)
+    all_layers, all_positions = _shared(grid, diff)
+    source = str(grid.path) if diff is None else f"both {grid.path} and {diff.path}"
+    layers = select_layers(opts.layers, all_layers, source=source)
+    positions = select_positions(opts.positions, all_positions, source=source)
+    values = _cells(grid, opts.metric, layers, positions)
+    if diff is not None:
+        values = values - _cells(diff, opts.metric, layers, positions)
+        lo, hi = _diff_range(values, opts.vmin, opts.vmax)
+        check_range(lo, hi)
+        cmap, label = DIFF_CMAP, f"Δ {metric_label(opts.metric)}"
+    else:
+        (lo, hi), cmap, label = opts.color_range(), CMAP, metric_label(opts.metric)
+    boxes = [resolve_highlight(h if isinstance(h, Highlight) else parse_highlight(h),
+                               layers, positions) for h in opts.highlights]
+    return HeatmapView(values, layers, positions, label, lo, hi, cmap, opts.title, boxes,
+                       best_index(values) if opts.mark_best else None)
+
+
+def _cells(grid: GridBundle, metric: str, layers: list[int], positions: list[str]) -> np.ndarray:
+    rows = [grid.layers.index(x) for x in layers]
+    cols = [grid.positions.index(p) for p in positions]
+    return grid.metric(metric)[np.ix_(rows, cols)]
+
+
+def _diff_range(values: np.ndarray, vmin, vmax) -> tuple[float, float]:
+    """Symmetric limits around 0 unless the user set them."""
+    finite = np.abs(values[np.isfinite(values)])
+    lim = max(float(finite.max()) if finite.size else 0.0, 0.01)
+    return (-lim if vmin is None else float(vmin)), (lim if vmax is None else float(vmax))

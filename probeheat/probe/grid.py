@@ -1,0 +1,244 @@
+"""Run bundle -> grid bundle: one probe per (layer, position), streamed a layer at a time.
+
+The probe predicts ERROR, as in the study: label 1 = the model's answer was incorrect, and a
+cell's score is the probe's log-odds that the answer is wrong. Examples (not cells) are
+split, stratified by label, once per seed; every cell of a seed uses the same split, so
+cells are comparable and the example ids of each split are stored in grid.json.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..bundle import open_run, write_grid
+from ..bundle.base import check_destination
+from ..bundle.grid import best_index
+from ..bundle.records import error_labels
+from ..errors import UserError
+from ..progress import Progress
+from ..selection import select_layers, select_positions
+from .cells import fit_layer
+from .settings import ProbeSettings, probe_settings
+from .splits import stratified_split
+
+METRICS = ["auc", "accuracy"]
+SCORE_MEANING = "log-odds that the answer is incorrect (probe decision function)"
+COUNTS = ("n_train", "n_test", "n_test_pos")
+
+
+def progress_mode(progress: bool | str) -> str:
+    """`progress=True/False` (library callers) or a mode name (the CLI's --log-format)."""
+    if progress is True:
+        return "auto"
+    return "quiet" if progress is False else str(progress)
+
+
+# --- selecting what to probe ---------------------------------------------------------------
+
+def site_layers(run, site: str) -> list[int]:
+    available = run.sites.get(site)
+    if available is None:
+        raise UserError("--site", f"run {run.path} has no site {site!r}",
+                        f"sites here: {', '.join(run.sites)}")
+    return list(available)
+
+
+def choose_layers(run, layers, site: str) -> list[int]:
+    return select_layers(layers, site_layers(run, site), where="--layers",
+                         source=f"run {run.path}: no {site} layer by that number")
+
+
+def choose_positions(run, positions) -> tuple[list[str], list[int]]:
+    names = select_positions(positions, run.positions, where="--positions",
+                             source=f"run {run.path}'s positions")
+    return names, [run.positions.index(p) for p in names]
+
+
+def labels_of(run) -> np.ndarray:
+    """Error labels (1 = wrong) of a run; refuses a run with only one kind of answer."""
+    y = error_labels(run.records())
+    wrong = int(y.sum())
+    if wrong == 0 or wrong == y.size:
+        kind = "correct" if wrong == 0 else "incorrect"
+        raise UserError(str(run.path), f"all {y.size} answers are {kind}: a probe needs both "
+                        "correct and incorrect answers", "run more (or harder) questions")
+    return y
+
+
+# --- the grid -----------------------------------------------------------------------------
+
+@dataclass
+class GridResult:
+    """Everything a grid bundle holds, in memory (arrays are [S, L, P, ...])."""
+
+    layers: list[int]
+    positions: list[str]
+    labels: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    auc: np.ndarray
+    auc_lo: np.ndarray
+    auc_hi: np.ndarray
+    accuracy: np.ndarray
+    counts: dict[str, np.ndarray]
+    scores: np.ndarray
+    reasons: dict[tuple[int, str], str] = field(default_factory=dict)
+    not_converged: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, layers, positions, labels, splits, k: int) -> GridResult:
+        S, L, P = len(splits), len(layers), len(positions)
+        return cls(layers, positions, labels, splits,
+                   *(np.full((S, L, P), np.nan) for _ in range(4)),
+                   {name: np.zeros((S, L, P), np.int64) for name in COUNTS},
+                   np.full((S, L, P, k), np.nan, dtype=np.float32))
+
+    def mean_auc(self) -> np.ndarray:
+        return nanmean(self.auc)
+
+    def best_cell(self) -> tuple[int, int] | None:
+        return best_index(self.mean_auc())
+
+    def store(self, s: int, i: int, fit, seed: int | None) -> None:
+        """Put one layer's fit on split s into row i."""
+        self.auc[s, i], self.auc_lo[s, i], self.auc_hi[s, i] = fit.auc, fit.auc_lo, fit.auc_hi
+        self.accuracy[s, i] = fit.accuracy
+        for name in self.counts:
+            self.counts[name][s, i] = getattr(fit, name)
+        self.scores[s, i, :, :fit.scores.shape[1]] = fit.scores.astype(np.float32)
+        layer = self.layers[i]
+        for p, reason in fit.reasons.items():
+            self.reasons.setdefault((layer, self.positions[p]), reason)
+        for p in np.flatnonzero(~fit.converged & np.isfinite(fit.auc)):
+            self.not_converged.append({"layer": layer, "position": self.positions[p],
+                                       "seed": seed})
+
+
+def nanmean(a: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN where every entry is NaN (no warnings)."""
+    fitted = (~np.isnan(a)).sum(0)
+    total = np.where(np.isnan(a), 0.0, a).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(fitted > 0, total / np.maximum(fitted, 1), np.nan)
+
+
+def nanstd(a: np.ndarray) -> np.ndarray:
+    mean = nanmean(a)
+    fitted = (~np.isnan(a)).sum(0)
+    sq = np.where(np.isnan(a), 0.0, (a - mean) ** 2).sum(0)
+    return np.where(fitted > 0, np.sqrt(sq / np.maximum(fitted, 1)), np.nan)
+
+
+def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | None = None,
+              progress: bool | str = True, label: str = "probe") -> GridResult:
+    """Fit every (layer, position) probe of an open run bundle, for each seed's split."""
+    settings = settings or ProbeSettings()
+    layer_list = choose_layers(run, layers, settings.site)
+    names, columns = choose_positions(run, positions)
+    y = labels_of(run)
+    splits = [stratified_split(y, settings.test_fraction, seed) for seed in settings.seeds]
+    out = GridResult.empty(layer_list, names, y, splits, max(te.size for _, te in splits))
+    with Progress(label, len(layer_list), unit="layers", mode=progress_mode(progress)) as bar:
+        for i, layer in enumerate(layer_list):
+            X, mask = run.read_layer(layer, settings.site)
+            X, mask = X[:, columns], mask[:, columns]
+            for s, (tr, te) in enumerate(splits):
+                out.store(s, i, fit_layer(X, mask, y, tr, te, settings), settings.seeds[s])
+            del X, mask
+            bar.advance(1)
+            bar.checkpoint(f"layer {layer} done")
+    return out
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def pad_rows(row_sets: list[np.ndarray]) -> np.ndarray:
+    width = max(r.size for r in row_sets)
+    out = np.full((len(row_sets), width), -1, dtype=np.int64)
+    for s, rows in enumerate(row_sets):
+        out[s, :rows.size] = rows
+    return out
+
+
+def grid_tensors(res: GridResult, train_rows: list[np.ndarray],
+                 test_rows: list[np.ndarray]) -> dict:
+    tensors = {}
+    for name, lo, hi in (("auc", res.auc_lo, res.auc_hi), ("accuracy", None, None)):
+        by_seed = getattr(res, name)
+        tensors[name] = nanmean(by_seed)
+        tensors[f"{name}_std"] = nanstd(by_seed)
+        tensors[f"{name}_by_seed"] = by_seed
+        if lo is not None:
+            tensors[f"{name}_lo"], tensors[f"{name}_hi"] = nanmean(lo), nanmean(hi)
+    for name, values in res.counts.items():
+        tensors[name] = values[0]  # identical across seeds up to rounding of class sizes
+    tensors["scores"] = res.scores
+    tensors["test_rows"] = pad_rows(test_rows)
+    tensors["train_rows"] = pad_rows(train_rows)
+    tensors["labels"] = res.labels.astype(np.int8)
+    return tensors
+
+
+def nan_reasons(res: GridResult, auc_mean: np.ndarray) -> list[dict]:
+    items = []
+    for i, layer in enumerate(res.layers):
+        for j, position in enumerate(res.positions):
+            if np.isnan(auc_mean[i, j]):
+                reason = res.reasons.get((layer, position), "no probe was fitted")
+                items.append({"layer": layer, "position": position, "reason": reason})
+    return items
+
+
+def run_ref(run, out: Path) -> dict:
+    """How a grid names a run: id, content hash, and the run's path relative to the grid."""
+    path = os.path.relpath(Path(run.path).resolve(), Path(out).resolve())
+    return {"id": run.id, "content_hash": run.content_hash, "path": Path(path).as_posix()}
+
+
+def versions() -> dict:
+    import torch
+
+    return {"probeheat": __version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def common_meta(res: GridResult, settings: ProbeSettings, run) -> dict:
+    return {
+        "layers": res.layers, "positions": res.positions, "metrics": list(METRICS),
+        "label": "incorrect",
+        "label_meaning": "1 = the model's answer was incorrect (error detection, as in the study)",
+        "score": SCORE_MEANING, "probe": settings.as_meta(),
+        "model": run.meta.get("model"), "dataset": run.meta.get("dataset"),
+        "versions": versions(),
+    }
+
+
+def make_grid(run_path, out_path, *, layers=None, positions=None,
+              settings: ProbeSettings | None = None, overwrite: bool = False,
+              progress: bool | str = True, **settings_kwargs) -> Path:
+    """Probe every (layer, position) of a run bundle and write a grid bundle to out_path.
+
+    ``settings`` (or the keywords of ``probe_settings``: seeds, test_fraction, C,
+    standardize, preset, site) decide the probes.
+    """
+    run = open_run(run_path)
+    out_path = Path(out_path)
+    check_destination(out_path, overwrite)  # before minutes of fitting, not after
+    settings = settings or probe_settings(**settings_kwargs)
+    res = probe_run(run, layers=layers, positions=positions, settings=settings,
+                    progress=progress)
+    ids = [str(r["id"]) for r in run.records()]
+    tensors = grid_tensors(res, [tr for tr, _ in res.splits], [te for _, te in res.splits])
+    meta = common_meta(res, settings, run)
+    meta.update({
+        "splits": [{"seed": seed, "train_ids": [ids[k] for k in tr],
+                    "test_ids": [ids[k] for k in te]}
+                   for seed, (tr, te) in zip(settings.seeds, res.splits, strict=True)],
+        "nan_reasons": nan_reasons(res, tensors["auc"]),
+        "not_converged": res.not_converged,
+        "run": run_ref(run, out_path),
+    })
+    return write_grid(out_path, meta, tensors, overwrite=overwrite)

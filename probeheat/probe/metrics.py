@@ -1,0 +1,91 @@
+"""Metrics of a probe's test scores: exact ROC AUC, DeLong and bootstrap intervals.
+
+Label 1 is the positive class throughout: an incorrect answer, as in the study. numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    starts = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
+    ends = np.r_[starts[1:], xs.size]
+    avg = (starts + ends + 1) / 2.0
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def _auc_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n1 = int(labels.sum())
+    if n1 == 0 or n1 == labels.size:
+        return None
+    return labels, scores
+
+
+def roc_auc(labels, scores) -> float:
+    """Exact ROC AUC (Mann-Whitney U / n1 n0, ties count 1/2); NaN without both classes.
+
+    Label 1 is the positive class (an incorrect answer in probeheat's grids).
+    """
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan")
+    labels, scores = checked
+    ranks = _midranks(scores)
+    n1 = int(labels.sum())
+    n0 = labels.size - n1
+    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def delong_ci(labels, scores, level: float = 0.95) -> tuple[float, float]:
+    """DeLong's interval for the AUC (normal approximation, midranks handle ties).
+
+    Uses the fast structural-component form of Sun & Xu (2014); clipped to [0, 1].
+    (NaN, NaN) without both classes.
+    """
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan"), float("nan")
+    labels, scores = checked
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    n1, n0 = pos.size, neg.size
+    rz = _midranks(np.r_[pos, neg])
+    v10 = (rz[:n1] - _midranks(pos)) / n0
+    v01 = 1.0 - (rz[n1:] - _midranks(neg)) / n1
+    auc = float(v10.mean())
+    var = (v10.var(ddof=1) / n1 if n1 > 1 else 0.0) + (v01.var(ddof=1) / n0 if n0 > 1 else 0.0)
+    half = NormalDist().inv_cdf(0.5 + level / 2.0) * math.sqrt(max(var, 0.0))
+    return max(0.0, auc - half), min(1.0, auc + half)
+
+
+def bootstrap_ci(labels, scores, level: float = 0.95, n_boot: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Stratified percentile bootstrap interval for the AUC (classes resampled apart)."""
+    checked = _auc_inputs(labels, scores)
+    if checked is None:
+        return float("nan"), float("nan")
+    labels, scores = checked
+    rng = np.random.default_rng(seed)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    both = np.r_[np.ones(pos.size, np.int64), np.zeros(neg.size, np.int64)]
+    aucs = np.empty(n_boot)
+    for i in range(n_boot):
+        sample = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
+        aucs[i] = roc_auc(both, sample)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(aucs, [tail, 1.0 - tail])
+    return float(lo), float(hi)

@@ -1,0 +1,77 @@
+"""`ProbeSettings`: everything that decides a grid's probes, validated once, passed whole."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ..errors import UserError
+
+# A cell is fitted only with at least this many examples of each class: fewer make the
+# probe or its test AUC meaningless.
+MIN_TRAIN_PER_CLASS = 5
+MIN_TEST_PER_CLASS = 2
+
+# --paper is the study's setting; the default standardises features (see probe/solver.py).
+PRESETS = {
+    "paper": {"C": 1.0, "standardize": False},
+    "default": {"C": 1.0, "standardize": True},
+}
+MAX_SEED = 2**32 - 1  # numpy's default_rng takes any non-negative int; keep seeds printable
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    C: float = 1.0
+    standardize: bool = True
+    preset: str | None = None
+    test_fraction: float = 0.2
+    seeds: tuple[int, ...] = (0,)
+    site: str = "resid"
+    tol: float = 1e-8
+    max_iter: int = 100
+    level: float = 0.95
+
+    def as_meta(self) -> dict:
+        return {
+            "solver": "probeheat exact L2 logistic regression (Newton; Gram space when d > n)",
+            "objective": "C * sum(logloss) + 0.5 * ||w||^2, intercept unpenalised "
+                         "(sklearn LogisticRegression at convergence)",
+            "C": self.C, "standardize": self.standardize, "preset": self.preset,
+            "test_fraction": self.test_fraction, "seeds": list(self.seeds), "site": self.site,
+            "tol": self.tol, "max_iter": self.max_iter,
+            "interval": f"DeLong {self.level:.0%} (per seed, bounds averaged over seeds)",
+            "min_train_per_class": MIN_TRAIN_PER_CLASS, "min_test_per_class": MIN_TEST_PER_CLASS,
+        }
+
+    def with_seeds(self, seeds) -> ProbeSettings:
+        return replace(self, seeds=check_seeds(seeds))
+
+
+def check_seeds(seeds) -> tuple[int, ...]:
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError("--seeds", f"need distinct seeds, got {list(seeds)}",
+                        "pass e.g. --seeds 0,1,2")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UserError("--seeds", f"seed {bad[0]} is outside 0..{MAX_SEED}",
+                        "pass non-negative seeds, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | None = None,
+                   seeds=(0,), test_fraction: float = 0.2, site: str = "resid") -> ProbeSettings:
+    """Validated settings; a preset fixes C and standardisation."""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError("--paper", f"unknown preset {preset!r}",
+                            f"choose one of: {', '.join(PRESETS)}")
+        C, standardize = PRESETS[preset]["C"], PRESETS[preset]["standardize"]
+    if not (isinstance(C, int | float) and math.isfinite(C) and C > 0):
+        raise UserError("--C", f"C must be a positive finite number, got {C}", "pass e.g. --C 1.0")
+    if not (isinstance(test_fraction, int | float) and 0.0 < test_fraction < 1.0):
+        raise UserError("--test-fraction", f"must lie strictly between 0 and 1, got "
+                        f"{test_fraction}", "pass e.g. --test-fraction 0.2")
+    return ProbeSettings(float(C), bool(standardize), preset, float(test_fraction),
+                         check_seeds(seeds), site)

@@ -1,0 +1,242 @@
+"""`probeheat run`: dataset -> prompts -> batched greedy answers + activations -> run bundle.
+
+The pieces: probeheat.data (datasets, grading, exact answers), probeheat.models (loading,
+prompts), .capture (generation with capture at every layer), .positions (names -> indices),
+.records (per-example records) and probeheat.bundle.RunWriter (shards, resume). This module
+wires them and keeps the books: progress, resume, data-parallel ranks, the run's metadata.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..bundle import RunAlreadyComplete, RunWriter
+from ..bundle.base import now_iso
+from ..errors import UserError
+from ..progress import Progress, Totals
+from .config import RunConfig, check_config, fingerprint, numpy_dtype, store_dtype
+from .distributed import Dist
+from .positions import prompt_lookback
+from .records import Pending, answer_records
+
+
+@dataclass
+class RunContext:
+    """Everything the stages of one run share, built once."""
+
+    cfg: RunConfig
+    names: list[str]
+    dataset: Any
+    loaded: Any
+    prompts: Any
+    grader: str
+    meta: dict = field(default_factory=dict)
+    engine: Any = None
+    extractor: Any = None
+
+
+def run(cfg: RunConfig, argv: list[str] | None = None) -> Path | None:
+    """Carry out a run; returns the bundle path (None on ranks other than 0)."""
+    names = check_config(cfg)
+    dist = Dist.from_env()
+    try:
+        ctx = prepare(cfg, names, argv)
+        writer = open_writer(ctx, dist)
+        if writer is None:
+            return Path(cfg.out) if dist.rank == 0 else None
+        return answer_all(ctx, writer, dist)
+    finally:
+        dist.close()
+
+
+def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
+    """Load the dataset, the model and the prompts; describe the run."""
+    import torch
+
+    from ..data import load_dataset
+    from ..models import load_model
+    from .prompts import Prompts
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if not cfg.verbose:  # third-party bars ("Loading weights") would break our own output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    say(cfg, f"loading {cfg.model} ...")
+    dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
+                           answers_column=cfg.answers_column, id_column=cfg.id_column,
+                           limit=cfg.limit, seed=cfg.seed)
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
+                        trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    prompts = Prompts(loaded.tokenizer, cfg.template, cfg.few_shot,
+                      [e.question for e in dataset.examples])
+    ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
+    ctx.meta = run_metadata(ctx, argv)
+    return ctx
+
+
+def open_writer(ctx: RunContext, dist: Dist) -> RunWriter | None:
+    """The shard writer of this rank; None when the run is already complete."""
+    cfg, writer, error = ctx.cfg, None, None
+    if dist.rank == 0:
+        try:
+            writer = RunWriter(cfg.out, ctx.meta, resume=cfg.resume, overwrite=cfg.overwrite)
+        except RunAlreadyComplete:
+            error = "complete"
+        except UserError as exc:
+            error = exc.line()
+    error = dist.broadcast_error(error)
+    if error == "complete":
+        say(cfg, f"{cfg.out}: run already complete; nothing to do")
+        return None
+    if error:
+        if dist.rank == 0:
+            raise UserError(None, error)
+        return None
+    dist.barrier()
+    return writer or RunWriter(cfg.out, ctx.meta, resume=True, rank=dist.rank)
+
+
+def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
+    """Answer every example this rank has left, then (rank 0) finish the bundle."""
+    from .capture import CaptureEngine
+    from .extract import Extractor
+
+    cfg = ctx.cfg
+    done = writer.done_records()
+    todo = dist.mine([i for i in range(len(ctx.dataset.examples)) if i not in done])
+    ctx.engine = CaptureEngine(ctx.loaded, sites=tuple(cfg.sites), mode=cfg.capture,
+                               max_new_tokens=cfg.max_new_tokens,
+                               stop_on_newline=ctx.prompts.stop_on_newline,
+                               lookback=prompt_lookback(ctx.names))
+    ctx.extractor = Extractor(cfg, ctx.engine) if cfg.extractor_model else None
+    before = Totals(done_before=len(done), correct_before=sum(done.values()))
+    started = time.perf_counter()
+    totals = capture_all(ctx, writer, todo, before)
+    dist.barrier()
+    if dist.rank != 0:
+        return None
+    path = writer.finalize({"finished": now_iso()})
+    report(ctx, path, totals, time.perf_counter() - started)
+    return path
+
+
+def capture_all(ctx: RunContext, writer: RunWriter, todo: list[int], totals: Totals) -> Totals:
+    """Generate, grade, locate and gather for every example to do; write shards as they fill."""
+    from .capture import length_batches
+
+    cfg, pending = ctx.cfg, Pending()
+    dtype = numpy_dtype(ctx.meta["dtype"])
+    bar = Progress("run", len(todo), mode=cfg.progress_mode, interval=cfg.log_interval,
+                   totals=totals, show_accuracy=True)
+    with bar:
+        for batch_rows in length_batches([len(ctx.prompts.ids[i]) for i in todo], cfg.batch_size):
+            rows = [todo[r] for r in batch_rows]
+            batch = ctx.engine.generate([ctx.prompts.ids[i] for i in rows],
+                                        on_progress=lambda n, t: bar.advance(n, tokens=t))
+            records = answer_records(ctx, rows, batch)
+            acts, mask = batch.gather([r["positions"] for r in records], ctx.names)
+            pending.add(records, {f"{site}.{k}": acts[site][:, j].astype(dtype)
+                                  for site, layers in ctx.meta["sites"].items()
+                                  for j, k in enumerate(layers)}, mask)
+            bar.advance(0, correct=sum(r["correct"] for r in records))
+            while pending.n >= cfg.shard_size:
+                flush(writer, pending, cfg.shard_size, bar)
+        flush(writer, pending, pending.n, bar)
+    return bar.totals
+
+
+def flush(writer: RunWriter, pending: Pending, n: int, bar: Progress) -> None:
+    if n:
+        stem = writer.add_shard(*pending.take(n))
+        bar.checkpoint(f"wrote {Path(stem).name}")
+
+
+def run_metadata(ctx: RunContext, argv) -> dict:
+    import torch
+    import transformers
+
+    cfg, loaded, prompts, dataset = ctx.cfg, ctx.loaded, ctx.prompts, ctx.dataset
+    stored = store_dtype(cfg)
+    n_layers = int(loaded.info["n_layers"])
+    sites = {"resid": list(range(n_layers + 1))}
+    sites.update({site: list(range(1, n_layers + 1)) for site in cfg.sites if site != "resid"})
+    identity = {
+        "model": [loaded.info.get("model_id"), loaded.info.get("revision")],
+        "dataset": dataset.content_hash, "limit": cfg.limit, "seed": cfg.seed,
+        "positions": ctx.names, "prompt": [prompts.kind, cfg.template, prompts.few_shot],
+        "max_new_tokens": cfg.max_new_tokens, "sites": sites, "capture": cfg.capture,
+        "dtype": [cfg.dtype, stored], "grader": ctx.grader, "extractor": cfg.extractor_model,
+        "columns": [cfg.question_column, cfg.answers_column],
+    }
+    return {
+        "fingerprint": fingerprint(identity),
+        "model": loaded.info,
+        "tokenizer": {"id": loaded.info.get("model_id"),
+                      "class": type(loaded.tokenizer).__name__,
+                      "chat_template": bool(getattr(loaded.tokenizer, "chat_template", None)),
+                      "vocab_size": len(loaded.tokenizer),
+                      "padding": "left for generation, right for reforward (probeheat pads)"},
+        "prompt": {"template": cfg.template, "kind": prompts.kind, "few_shot": prompts.few_shot,
+                   "stop_on_newline": prompts.stop_on_newline},
+        "dataset": {"name": dataset.name, "source": dataset.source, "license": dataset.license,
+                    "content_hash": dataset.content_hash, "n_rows": len(dataset.examples),
+                    "skipped": dataset.skipped, "limit": cfg.limit, "seed": cfg.seed},
+        "grader": ctx.grader,
+        "exact_answer_policy": "extractor" if cfg.extractor_model else "heuristic",
+        "extractor_model": cfg.extractor_model,
+        "generation": {"greedy": True, "max_new_tokens": cfg.max_new_tokens,
+                       "batch_size": cfg.batch_size, "capture": cfg.capture},
+        "positions": ctx.names,
+        "layers": sites["resid"],
+        "sites": sites,
+        "layer_meaning": ("resid.0 = token embedding output; resid.k = output of decoder layer "
+                          "k-1 (residual stream before the final norm); mlp.k / attn.k = outputs "
+                          "of decoder layer k-1's MLP / self-attention block"),
+        "hidden_size": int(loaded.info["hidden_size"]),
+        "dtype": stored,
+        "compute_dtype": cfg.dtype,
+        "seed": cfg.seed,
+        "versions": {"probeheat": __version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__, "python": platform.python_version()},
+        "command": list(argv) if argv is not None else sys.argv,
+        "created": now_iso(),
+    }
+
+
+def say(cfg: RunConfig, text: str) -> None:
+    if cfg.progress_mode != "quiet":
+        print(text, file=sys.stderr)
+
+
+def report(ctx: RunContext, path: Path, totals: Totals, elapsed: float) -> None:
+    """The run's last lines: the whole run's numbers, and this session's share."""
+    from ..bundle import open_run
+
+    run = open_run(path)
+    n, correct = run.n_examples, int(run.meta.get("n_correct", 0))
+    session = (f"this session {totals.done} examples, accuracy "
+               f"{totals.correct / max(totals.done, 1):.1%}, {elapsed:.1f} s")
+    lines = [f"wrote {path}: {n} examples, accuracy {correct / max(n, 1):.1%}"
+             + (f" ({session}; {totals.done_before} resumed)" if totals.done_before
+                else f" ({elapsed:.1f} s)")]
+    missing: dict[str, int] = {}
+    for record in run.records():
+        for name in record.get("missing", {}):
+            missing[name] = missing.get(name, 0) + 1
+    if missing:
+        lines.append("positions missing (examples): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(missing.items())))
+    for line in lines:
+        say(ctx.cfg, line)
+    skipped = ctx.dataset.skipped
+    if skipped:  # a warning about the user's data: shown even with --quiet
+        print(f"skipped {len(skipped)} bad dataset rows, e.g. row {skipped[0][0]}: "
+              f"{skipped[0][1]}", file=sys.stderr)

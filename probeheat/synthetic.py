@@ -1,0 +1,99 @@
+"""Synthetic run bundles with a planted signal, for tests, samples and benchmarks.
+
+No model is involved: labels are drawn at random and the hidden states carry a signal whose
+strength depends on (layer, position), peaking in the middle layers at the exact-answer
+positions as in the study's figures. Records follow the format's semantics exactly: each
+example has a prompt and answer length, an exact-answer span (or none, with the reason, for
+one example in seven), and positions resolved by the same code `run` uses. Every record
+says ``"synthetic": true``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle.records import make_record
+from .bundle.run import RunWriter, tensor_name
+from .run.positions import BUILTIN_POSITIONS, resolve_positions
+
+SYNTH_POSITIONS = list(BUILTIN_POSITIONS)
+NO_SPAN = "no exact answer: the answer looks like a refusal (synthetic)"
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """What a synthetic run looks like."""
+
+    n: int = 160
+    n_layers: int = 17
+    hidden: int = 8
+    positions: tuple[str, ...] = tuple(SYNTH_POSITIONS)
+    dtype: str = "float16"
+    seed: int = 0
+    shard_size: int = 64
+    correct_rate: float = 0.4
+
+
+def signal_strength(layer: int, n_layers: int, position: str) -> float:
+    depth = np.exp(-((layer / max(n_layers - 1, 1) - 0.45) ** 2) / 0.06)
+    weight = {"exact_answer_last": 1.0, "exact_answer_after_last": 1.0, "exact_answer_first": 0.8,
+              "last_q": 0.5}.get(position, 0.35)
+    return float(0.05 + 0.7 * weight * depth)
+
+
+def write_synthetic_run(out: Path, *, overwrite: bool = False, **shape) -> Path:
+    """Write a synthetic run bundle; ``shape`` takes the fields of ``Synthetic``."""
+    if "positions" in shape and shape["positions"] is not None:
+        shape["positions"] = tuple(shape["positions"])
+    s = Synthetic(**{k: v for k, v in shape.items() if v is not None})
+    rng = np.random.default_rng(s.seed)
+    correct = rng.random(s.n) < s.correct_rate
+    direction = rng.standard_normal(s.hidden)
+    direction /= np.linalg.norm(direction)
+    writer = RunWriter(out, _meta(s), overwrite=overwrite)
+    for start in range(0, s.n, s.shard_size):
+        rows = list(range(start, min(s.n, start + s.shard_size)))
+        records = [_record(i, bool(correct[i]), list(s.positions)) for i in rows]
+        mask = np.array([[p in r["positions"] for p in s.positions] for r in records])
+        sign = np.where(correct[rows], -1.0, 1.0)
+        tensors = {}
+        for layer in range(s.n_layers):
+            noise = rng.standard_normal((len(rows), len(s.positions), s.hidden))
+            strength = np.array([signal_strength(layer, s.n_layers, p) for p in s.positions])
+            x = noise + sign[:, None, None] * strength[None, :, None] * direction
+            tensors[tensor_name("resid", layer)] = (x * mask[:, :, None]).astype(s.dtype)
+        writer.add_shard(records, tensors, mask)
+    return writer.finalize({"finished": True})
+
+
+def _meta(s: Synthetic) -> dict:
+    layers = list(range(s.n_layers))
+    return {
+        "fingerprint": f"synthetic-{s.n}-{s.n_layers}-{s.hidden}-{s.seed}-{s.dtype}-"
+                       f"{s.correct_rate}-{','.join(s.positions)}",
+        "synthetic": True,
+        "model": {"model_id": "synthetic", "n_layers": s.n_layers - 1, "hidden_size": s.hidden},
+        "dataset": {"name": "synthetic", "content_hash": f"seed-{s.seed}"},
+        "positions": list(s.positions), "layers": layers, "sites": {"resid": layers},
+        "hidden_size": s.hidden, "dtype": s.dtype, "compute_dtype": s.dtype, "seed": s.seed,
+        "layer_meaning": "resid k: synthetic stand-in for the output of decoder layer k-1",
+    }
+
+
+def _record(i: int, correct: bool, positions: list[str]) -> dict:
+    place = f"Place {i if correct else i + 1}"
+    answer = f"The answer is {place}."
+    prompt_len, gen_len = 10 + i % 3, 7 + i % 4  # answer tokens: The answer is Place N . EOS
+    span = None if i % 7 == 3 else (3, 4)  # "Place N" are generated tokens 3 and 4
+    resolved = resolve_positions(positions, prompt_len=prompt_len, gen_len=gen_len, span=span,
+                                 span_missing_reason=NO_SPAN)
+    return make_record(
+        i, f"synthetic/{i:04d}", correct, question=f"Which place is number {i}?",
+        answers=[f"Place {i}"], prompt=f"Which place is number {i}?", answer=answer,
+        grader="synthetic", matched_alias=f"Place {i}" if correct else None,
+        exact_answer=place if span else None, exact_answer_source="synthetic",
+        exact_span=list(span) if span else None, prompt_len=prompt_len, gen_len=gen_len,
+        stop_reason="eos", positions=resolved.index, missing=resolved.missing, synthetic=True)
