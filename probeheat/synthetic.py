@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle.base import now_iso
 from .bundle.records import make_record
 from .bundle.run import RunWriter, tensor_name
 from .run.positions import BUILTIN_POSITIONS, resolve_positions
@@ -66,7 +67,7 @@ def write_synthetic_run(out: Path, *, overwrite: bool = False, **shape) -> Path:
             x = noise + sign[:, None, None] * strength[None, :, None] * direction
             tensors[tensor_name("resid", layer)] = (x * mask[:, :, None]).astype(s.dtype)
         writer.add_shard(records, tensors, mask)
-    return writer.finalize({"finished": True})
+    return writer.finalize({"finished": now_iso()})
 
 
 def _meta(s: Synthetic) -> dict:

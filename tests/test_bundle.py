@@ -25,7 +25,13 @@ from probeheat.bundle import (
     write_grid,
 )
 from probeheat.bundle.manifest import build_manifest, sha256_file
-from probeheat.bundle.migrate import MIGRATIONS, upgrade, v0_to_v1
+from probeheat.bundle.migrate import (
+    MIGRATIONS,
+    MINOR_MIGRATIONS,
+    upgrade,
+    v0_to_v1,
+    v1_0_to_v1_1,
+)
 from probeheat.errors import UserError
 from probeheat.synthetic import write_synthetic_run
 
@@ -222,6 +228,27 @@ def test_v0_manifest_is_migrated_in_memory(sample_grid, tmp_path):
 
 def test_every_migration_step_is_registered_and_tested():
     assert MIGRATIONS == {0: v0_to_v1}
+    assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1}
+
+
+def test_a_1_0_grid_with_an_absolute_run_path_reads_as_relative(tmp_path):
+    from probeheat.probe.grid import make_grid
+
+    run = write_synthetic_run(tmp_path / "runs" / "r", n=40, n_layers=2, hidden=4)
+    grid_path = make_grid(run, tmp_path / "grids" / "g", progress=False)
+    meta = json.loads((grid_path / "grid.json").read_text())
+    assert meta["run"]["path"] == "../../runs/r"
+    meta["run"]["path"] = str(run.resolve())  # what format 1.0 wrote
+    (grid_path / "grid.json").write_text(json.dumps(meta))
+    refresh_manifest(grid_path)
+    manifest = json.loads((grid_path / "manifest.json").read_text())
+    manifest["format_version"] = "1.0"
+    (grid_path / "manifest.json").write_text(json.dumps(manifest))
+    before = tree_state(grid_path)
+    grid = open_grid(grid_path)
+    assert grid.run_ref["path"] == "../../runs/r"
+    assert grid.find_run().id == open_run(run).id
+    assert tree_state(grid_path) == before, "reading must never rewrite a bundle"
 
 
 def test_newer_major_version_is_refused(tmp_path):

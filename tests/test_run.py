@@ -222,3 +222,34 @@ def test_a_gguf_file_as_the_model(tmp_path):
     run = open_run(out)
     assert run.meta["model"]["source"] == "gguf" and run.meta["model"]["revision"]
     assert run.hidden_size == 576 and verify_bundle(out) == []
+
+
+def test_generalize_refuses_real_runs_of_different_models(tiny_model_folder, tmp_path):
+    """Real runs record their model as model.model_id; two different models never mix."""
+    import shutil
+
+    other_model = tmp_path / "other-tiny"
+    shutil.copytree(tiny_model_folder, other_model)
+    args = ["--limit", "4", "--max-new-tokens", "4", "--quiet"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("--model", str(tiny_model_folder), "--out", str(a), *args).returncode == 0
+    assert run_cli("--model", str(other_model), "--out", str(b), *args).returncode == 0
+    result = subprocess.run([*CLI, "generalize", str(a), str(b), "--out", str(tmp_path / "g")],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert "differs" in result.stderr and str(other_model) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_errors_name_the_flags_that_exist(tiny_model_folder):
+    from probeheat.errors import UserError
+    from probeheat.models import load_model
+    from probeheat.probe.settings import probe_settings
+    from probeheat.run.capture import CaptureEngine
+
+    with pytest.raises(UserError) as err:
+        CaptureEngine(load_model(str(tiny_model_folder), device="cpu"), mode="fast")
+    assert err.value.where == "--capture"
+    with pytest.raises(UserError) as err:
+        probe_settings(preset="fast")
+    assert err.value.where == "--paper"

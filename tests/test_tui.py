@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -324,14 +323,8 @@ async def test_no_color_falls_back_to_shade_glyphs(art, monkeypatch):
         assert set(line) & set("░▒▓█")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("probeheat.figures") is None,
-                    reason="probeheat.figures not written yet")
 @pilot_test
 async def test_export_writes_the_current_view(art, tmp_path):
-    from probeheat import figures
-
-    if not hasattr(figures, "export_grid"):
-        pytest.skip("probeheat.figures.export_grid not written yet")
     out = tmp_path / "view.png"
     app = ViewerApp([art["grid"]])
     async with app.run_test(size=SIZE) as pilot:

@@ -16,6 +16,7 @@ import numpy as np
 from probeheat.bundle import GridBundle, open_bundle
 from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
+from probeheat.selection import ALL, select_layers, select_positions
 
 # Short names for the study's positions, longest first; a column header uses the longest
 # one that fits its cell.
@@ -123,12 +124,14 @@ def match_jump(text: str, layers: list[int], positions: list[str]) -> tuple[str,
     number; then the first position starting with the text; then one containing it.
     """
     text = text.strip()
-    if not text:
+    if not text or "," in text or ":" in text or text in ALL:
         return None
-    if text in positions:
-        return "col", positions.index(text)
-    if text.lstrip("L").isdigit() and int(text.lstrip("L")) in layers:
-        return "row", layers.index(int(text.lstrip("L")))
+    for kind, select, names, item in (("col", select_positions, positions, text),
+                                      ("row", select_layers, layers, text.lstrip("L"))):
+        try:
+            return kind, names.index(select(item, names)[0])
+        except UserError:
+            pass  # not an exact name of this kind
     lowered = text.lower()
     for test in (str.startswith, str.__contains__):
         for j, pos in enumerate(positions):

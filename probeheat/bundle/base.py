@@ -26,7 +26,7 @@ from .manifest import (
     sha256_file,
     write_json_atomic,
 )
-from .migrate import upgrade
+from .migrate import upgrade, upgrade_meta
 
 
 def now_iso() -> str:
@@ -104,7 +104,7 @@ class Bundle:
         meta = read_json(self.member(self.meta_file))
         if not isinstance(meta, dict):
             raise UserError(str(self.path / self.meta_file), "metadata is not a JSON object", DAMAGED_FIX)
-        return meta
+        return upgrade_meta(self.kind, meta, self.manifest, self.path)
 
     def require(self, key: str):
         if key not in self.meta:

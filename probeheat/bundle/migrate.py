@@ -11,13 +11,15 @@ and listed ``"checksums": {path: sha256}`` without sizes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import UserError
 from .manifest import DAMAGED_FIX, FORMAT_NAME, FORMAT_VERSION, check_member, parse_version
 
-CURRENT_MAJOR = parse_version(FORMAT_VERSION, "probeheat")[0]
+CURRENT = parse_version(FORMAT_VERSION, "probeheat")
+CURRENT_MAJOR = CURRENT[0]
 
 
 def v0_to_v1(manifest: dict, root: Path) -> dict:
@@ -44,6 +46,47 @@ def v0_to_v1(manifest: dict, root: Path) -> dict:
 
 # MIGRATIONS[n] upgrades major version n to n+1.
 MIGRATIONS: dict[int, Callable[[dict, Path], dict]] = {0: v0_to_v1}
+
+
+# --- minor versions: metadata steps (the manifest's layout does not change) --------------
+
+def _relative(path: object, root: Path) -> object:
+    if isinstance(path, str) and PurePosixPath(path).is_absolute():
+        return PurePosixPath(os.path.relpath(path, Path(root).resolve())).as_posix()
+    return path
+
+
+def v1_0_to_v1_1(kind: str, meta: dict, root: Path) -> dict:
+    """1.0 grids named their run by an absolute path; 1.1 by a path relative to the grid."""
+    if kind not in ("grid", "generalization"):
+        return meta
+    meta = dict(meta)
+    for key in ("run", "train_run", "test_run"):
+        if isinstance(meta.get(key), dict):
+            meta[key] = {**meta[key], "path": _relative(meta[key].get("path"), root)}
+    for key in ("train_runs", "test_runs"):
+        if isinstance(meta.get(key), list):
+            meta[key] = [{**ref, "path": _relative(ref.get("path"), root)}
+                         if isinstance(ref, dict) else ref for ref in meta[key]]
+    return meta
+
+
+# MINOR_MIGRATIONS[(major, minor)] turns the metadata (run.json, grid.json, ...) of that
+# version into the next minor version's, in memory.
+MINOR_MIGRATIONS: dict[tuple[int, int], Callable[[str, dict, Path], dict]] = {
+    (1, 0): v1_0_to_v1_1,
+}
+
+
+def upgrade_meta(kind: str, meta: dict, manifest: dict, root: Path) -> dict:
+    """A bundle's metadata as the current minor version means it (newer minors pass as is)."""
+    version = parse_version(manifest.get("format_version", "1.0"), str(root / "manifest.json"))
+    while version < CURRENT and version[0] == CURRENT_MAJOR:
+        step = MINOR_MIGRATIONS.get(version)
+        if step is not None:
+            meta = step(kind, meta, root)
+        version = (version[0], version[1] + 1)
+    return meta
 
 
 def manifest_major(manifest: dict, where: str) -> int:

@@ -33,7 +33,7 @@ import torch
 from probeheat.errors import UserError
 
 from .config import CAPTURE_MODES as MODES
-from .config import SITES
+from .config import check_sites
 
 StepCallback = Callable[[int, int], None]  # (rows finished at this step, tokens generated)
 
@@ -176,10 +176,7 @@ class CaptureEngine:
 
     def __init__(self, loaded: Any, sites: Sequence[str] = ("resid",), mode: str = "generate",
                  max_new_tokens: int = 64, stop_on_newline: bool = False, lookback: int = 8):
-        bad = [s for s in sites if s not in SITES]
-        if bad or not sites:
-            raise UserError("--sites", f"unknown site(s) {bad or sites}",
-                            f"use any of {', '.join(SITES)}")
+        check_sites(list(sites))
         if mode not in MODES:
             raise UserError("--capture", f"unknown mode {mode!r}", "use generate or reforward")
         if max_new_tokens < 1:
