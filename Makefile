@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.probeheat-installed
 # on a GPU box install the CUDA build of your choice first, then `pip install -e .`.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test lint demo samples figures clean
+.PHONY: install test fuzz lint demo samples figures clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The property-based tests with random examples (CI runs them derandomized), 2000 each.
+fuzz: install
+	PROBEHEAT_FUZZ=1 $(BIN)/python -m pytest -q -m hypothesis tests
 
 lint: install
 	$(BIN)/ruff check probeheat tui tests benchmarks

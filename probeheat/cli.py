@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 import sys
+from pathlib import Path
 
 from . import __version__
 from .commands import COMMANDS
@@ -44,20 +46,45 @@ def accept_negative_values(parser: argparse.ArgumentParser) -> None:
         parser._negative_number_matcher = re.compile(r"^-\d[-\w:,.]*$")
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a batch scheduler's stop) behaves as Ctrl-C
+
+
+def interrupted_line(args) -> str:
+    """What an interrupted command says: for a run, where its work is kept and how to go on."""
+    out = getattr(args, "out", None)
+    if args.command == "run" and out is not None:
+        partial = Path(out).with_name(Path(out).name + ".partial")
+        if partial.exists():
+            return (f"interrupted; the examples answered so far are kept in {partial}: run the "
+                    "same command with --resume to continue")
+    return "interrupted; nothing was written"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from .bundle.base import checksums
+
     try:
-        return int(args.handler(args) or 0)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        previous = None
+    try:
+        with checksums(not getattr(args, "no_verify", False)):
+            return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"probeheat {args.command}: {exc.line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"probeheat {args.command}: interrupted", file=sys.stderr)
+        print(f"probeheat {args.command}: {interrupted_line(args)}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

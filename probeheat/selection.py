@@ -165,3 +165,17 @@ def expand_new_positions(spec: str | Sequence[str], order: Sequence[str], where:
                 raise UserError(where, f"{lo}:{hi} runs backwards", "write e.g. -12:-9")
         out += [n for n in names if n not in out]
     return out
+
+
+def check_syntax(spec: str | None, where: str, *, layers: bool) -> None:
+    """Refuse a malformed selection before any bundle is read: empty items, non-numbers
+    among layers, numeric ranges that run backwards."""
+    if spec is None:
+        return
+    for item in parse(spec, where):
+        if not layers or (not item.is_range and item.lo in ALL):
+            continue
+        lo = None if item.lo is None else layer_number(item.lo, where)
+        hi = None if item.hi is None else layer_number(item.hi, where)
+        if lo is not None and hi is not None and lo > hi:
+            raise UserError(where, f"{lo}:{hi} runs backwards", "write LO:HI with LO first")

@@ -7,8 +7,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property-based tests are derandomized by default, so CI (and `make test`) runs the same
+# examples every time and a good submission cannot fail by chance. `make fuzz` sets
+# PROBEHEAT_FUZZ=1: random examples, many more of them. A failure found that way becomes an
+# explicit @example in the test.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, deadline=None, max_examples=2000,
+                          print_blob=True)
+settings.load_profile("fuzz" if os.environ.get("PROBEHEAT_FUZZ") else "ci")
 
 # The built-in model is converted from its GGUF once and cached; tests share a cache inside
 # the checkout (git-ignored) so that a second `make test` does not convert it again.

@@ -139,9 +139,11 @@ def test_read_layer_reads_only_that_layer(sample_run, monkeypatch):
 
     asked = []
     real = runmod.get_tensor
-    monkeypatch.setattr(runmod, "get_tensor", lambda f, name, path: asked.append(name) or real(f, name, path))
+    monkeypatch.setattr(runmod, "get_tensor",
+                        lambda f, name, path, *rest: asked.append(name) or real(f, name, path, *rest))
     open_run(sample_run).read_layer(2)
-    assert set(asked) == {"resid.2", "mask"}
+    # one layer's tensor, plus each shard's mask and index (checked against its records)
+    assert set(asked) == {"resid.2", "mask", "index"}
 
 
 def test_opening_reads_only_the_manifest(sample_run, monkeypatch):
@@ -361,6 +363,9 @@ def test_inspect_refuses_bad_manifests_in_one_line(case, sample_run, tmp_path):
 def test_reading_a_damaged_shard_is_one_line(sample_run, tmp_path):
     root = copy(sample_run, tmp_path)
     corrupt_truncate_shard(root)
+    with pytest.raises(UserError, match="size .* bytes, the manifest says"):
+        open_run(root).read_layer(0)  # refused before a value is read
+    refresh_manifest(root)  # checksums made to match: the safetensors header itself is bad
     with pytest.raises(UserError, match="not a readable safetensors file"):
         open_run(root).read_layer(0)
 

@@ -1,18 +1,26 @@
-"""Shared pieces of every bundle kind: opening, lazy JSON and tensor access, atomic writing."""
+"""Shared pieces of every bundle kind: opening, checked JSON and tensor access, atomic writing.
+
+Reading is validated once, on the way in: the manifest and every metadata file are checked
+against the format (``schema``), every listed file's size and SHA-256 are checked before its
+values are used (each file hashed once per process; ``checksums(False)`` skips it, for users
+who verified a copy already), and each tensor's dtype and shape are checked against the
+metadata before its values are read.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .. import __version__
@@ -27,6 +35,11 @@ from .manifest import (
     write_json_atomic,
 )
 from .migrate import upgrade, upgrade_meta
+from .schema import check_manifest_fields, load_json
+
+SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+_VERIFY = [True]
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256 seen
 
 
 def now_iso() -> str:
@@ -39,12 +52,39 @@ def new_id(kind: str) -> str:
 
 
 def read_json(path: Path) -> object:
+    """A bundle's JSON file, bounded in size and depth, with one-line errors."""
+    return load_json(path)
+
+
+@contextlib.contextmanager
+def checksums(enabled: bool) -> Iterator[None]:
+    """Check (default) or skip each listed file's SHA-256 before its values are used."""
+    _VERIFY.append(bool(enabled))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        yield
+    finally:
+        _VERIFY.pop()
+
+
+def checked_file(path: Path, entry: dict, where: str) -> Path:
+    """``path`` after its size and SHA-256 match the manifest ``entry`` (hashed once)."""
+    try:
+        stat = path.stat()
     except FileNotFoundError:
         raise UserError(str(path), "file listed in the manifest is missing", DAMAGED_FIX) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(str(path), f"invalid JSON ({exc})", DAMAGED_FIX) from None
+    size = entry.get("size", -1)
+    if size not in (None, -1) and stat.st_size != size:
+        raise UserError(str(path), f"size {stat.st_size} bytes, the manifest says {size} "
+                        "(truncated or extended)", DAMAGED_FIX)
+    if not _VERIFY[-1]:
+        return path
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    digest = _HASHED.get(key) or sha256_file(path)
+    if digest != entry["sha256"]:
+        raise UserError(str(path), "sha256 does not match the manifest (file changed or "
+                        "corrupted)", DAMAGED_FIX + "; --no-verify reads it anyway")
+    _HASHED[key] = digest
+    return path
 
 
 @contextlib.contextmanager
@@ -60,9 +100,38 @@ def open_tensors(path: Path):
         yield f
 
 
-def get_tensor(f, name: str, path: Path) -> np.ndarray:
+def tensor_header(f, name: str, path: Path) -> tuple[list[int], str]:
+    """(shape, safetensors dtype) of a tensor, from the header only."""
+    if name not in f.keys():
+        raise UserError(str(path), f"tensor {name!r} is missing", DAMAGED_FIX)
+    piece = f.get_slice(name)
+    return list(piece.get_shape()), piece.get_dtype()
+
+
+def expect_tensor(f, name: str, path: Path, dtype: str | tuple[str, ...] | None,
+                  shape: list[int | None] | None) -> list[int]:
+    """Refuse a tensor whose dtype or shape is not what the metadata says (None: any)."""
+    got_shape, got_dtype = tensor_header(f, name, path)
+    allowed = (dtype,) if isinstance(dtype, str) else dtype
+    if allowed is not None and got_dtype not in allowed:
+        raise UserError(str(path), f"tensor {name!r} has dtype {got_dtype}, metadata says "
+                        f"{'/'.join(allowed)}", DAMAGED_FIX)
+    if shape is not None and (len(got_shape) != len(shape) or any(
+            want is not None and got != want for got, want in zip(got_shape, shape,
+                                                                  strict=False))):
+        shown = [("*" if s is None else s) for s in shape]
+        raise UserError(str(path), f"tensor {name!r} has shape {got_shape}, metadata says "
+                        f"{shown}", DAMAGED_FIX)
+    return got_shape
+
+
+def get_tensor(f, name: str, path: Path, dtype=None, shape=None) -> np.ndarray:
+    """A tensor's values, after its header matched ``dtype`` and ``shape`` (when given)."""
+    got_dtype = tensor_header(f, name, path)[1]
+    if dtype is not None or shape is not None:
+        expect_tensor(f, name, path, dtype, shape)
     try:
-        if f.get_slice(name).get_dtype() == "BF16":
+        if got_dtype == "BF16":
             need_bfloat16()
         return f.get_tensor(name)
     except Exception as exc:
@@ -94,17 +163,25 @@ class Bundle:
         return sha256_file(self.path / MANIFEST)
 
     def member(self, name: str) -> Path:
+        """The path of a listed file, after its size and checksum match the manifest."""
         where = str(self.path / MANIFEST)
         if name not in self.manifest["files"]:
             raise UserError(str(self.path), f"manifest does not list {name}", DAMAGED_FIX)
-        return check_member(name, self.path, where)
+        path = check_member(name, self.path, where)
+        return checked_file(path, self.manifest["files"][name], where)
 
     @cached_property
     def meta(self) -> dict:
+        where = str(self.path / self.meta_file)
         meta = read_json(self.member(self.meta_file))
         if not isinstance(meta, dict):
-            raise UserError(str(self.path / self.meta_file), "metadata is not a JSON object", DAMAGED_FIX)
-        return upgrade_meta(self.kind, meta, self.manifest, self.path)
+            raise UserError(where, "metadata is not a JSON object", DAMAGED_FIX)
+        meta = upgrade_meta(self.kind, meta, self.manifest, self.path)
+        self.check_meta(meta, where)
+        return meta
+
+    def check_meta(self, meta: dict, where: str) -> None:
+        """Each kind checks its metadata against the format (schema.check_*_meta)."""
 
     def require(self, key: str):
         if key not in self.meta:
@@ -121,22 +198,34 @@ def read_manifest(root: Path) -> dict:
     where = str(root / MANIFEST)
     if manifest.get("kind") not in KINDS:
         raise UserError(where, f"unknown bundle kind {manifest.get('kind')!r}", DAMAGED_FIX)
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise UserError(where, "manifest has no 'files' table", DAMAGED_FIX)
-    for name, entry in files.items():
+    check_manifest_fields(manifest, where)
+    for name in manifest["files"]:
         check_member(name, root, where)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise UserError(where, f"entry for {name!r} lacks sha256", DAMAGED_FIX)
     return manifest
 
 
 def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write a safetensors file through a temporary name and a rename."""
+    """Write a safetensors file through a temporary name and a rename.
+
+    A full disk or any other write failure is an OSError, with the temporary file removed.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    # np.ascontiguousarray would turn 0-d arrays into 1-d ones
-    save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    try:
+        # np.ascontiguousarray would turn 0-d arrays into 1-d ones
+        save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+    except SafetensorError as exc:  # safetensors reports I/O failures as its own error
+        code = errno.ENOSPC if "No space" in str(exc) else errno.EIO
+        raise OSError(code, os.strerror(code) if code == errno.ENOSPC else str(exc),
+                      str(path)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def os_error(exc: OSError, where: Path, fix: str) -> UserError:
+    """An OSError (full disk, permissions, ...) as one line."""
+    return UserError(str(where), f"cannot write ({exc.strerror or exc})", fix)
 
 
 class BundleWriter:
@@ -156,8 +245,11 @@ class BundleWriter:
         self.tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
     def __enter__(self) -> BundleWriter:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise os_error(exc, self.out, "choose a folder you can write to") from None
         return self
 
     def write_json(self, name: str, obj: object) -> None:
@@ -166,22 +258,65 @@ class BundleWriter:
     def write_tensors(self, name: str, tensors: dict[str, np.ndarray]) -> None:
         save_tensors(self.tmp / name, tensors)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        publish(self.tmp, self.out, self.kind, self.id, self.overwrite)
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                publish(self.tmp, self.out, self.kind, self.id, self.overwrite)
+                return False
+            except OSError as error:
+                exc_type, exc = OSError, error
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if issubclass(exc_type, OSError):
+            raise os_error(exc, self.out, "free some space or choose another path; nothing "
+                           "was written") from None
+        return False
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
+    """Refuse an existing --out (unless overwriting) and one that cannot be created."""
+    out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(str(out), "already exists", "pass --overwrite to replace it or choose another path")
+    check_can_create(out)
 
 
-def publish(tmp: Path, out: Path, kind: str, bundle_id: str, overwrite: bool) -> None:
-    """Write the manifest, then move the finished folder into place in one rename."""
-    manifest = build_manifest(tmp, kind, bundle_id, now_iso(), f"probeheat {__version__}")
+def check_can_create(out: Path) -> None:
+    """Fail now, not after minutes of work, when ``out`` cannot be created: try a scratch
+    folder in the nearest existing parent."""
+    import tempfile
+
+    parent = Path(out).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(str(out), f"{parent} is not a folder", "choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probeheat-check-", dir=parent))
+    except OSError as exc:
+        raise UserError(str(out), f"cannot create it here ({exc.strerror or exc})",
+                        "choose a folder you can write to") from None
+
+
+def check_not_inside(out: Path, inputs: list[Path], where: str = "--out") -> None:
+    """Refuse an output path that is, contains, or lies inside an input bundle."""
+    target = Path(out).resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise UserError(where, f"{out} would overwrite or sit inside the input bundle "
+                            f"{source}", "write the output beside the input, not into it")
+
+
+def publish(tmp: Path, out: Path, kind: str, bundle_id: str, overwrite: bool,
+            names: list[str] | None = None) -> None:
+    """Write the manifest (listing ``names``, or every visible file), then move the finished
+    folder into place in one rename."""
+    from .faults import fault_point
+
+    manifest = build_manifest(tmp, kind, bundle_id, now_iso(), f"probeheat {__version__}",
+                              names=names)
     write_json_atomic(tmp / MANIFEST, manifest)
+    fault_point("finalize-manifest")
     old = None
     if out.exists():
         if not overwrite:

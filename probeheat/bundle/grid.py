@@ -20,14 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .base import Bundle, BundleWriter, get_tensor, open_tensors
+from .base import Bundle, BundleWriter, get_tensor, open_tensors, tensor_header
 from .manifest import DAMAGED_FIX
+from .schema import check_generalization_meta, check_grid_meta
 
 GRID_META = "grid.json"
 GRID_TENSORS = "grid.safetensors"
 GEN_META = "generalization.json"
 GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
+UNIT_METRICS = ("auc", "accuracy")  # values in [0, 1]
 
 
 def best_index(values: np.ndarray) -> tuple[int, int] | None:
@@ -116,6 +118,9 @@ class GridBundle(Bundle):
     kind = "grid"
     meta_file = GRID_META
 
+    def check_meta(self, meta: dict, where: str) -> None:
+        check_grid_meta(meta, where)
+
     @property
     def layers(self) -> list[int]:
         return [int(x) for x in self.require("layers")]
@@ -135,11 +140,56 @@ class GridBundle(Bundle):
             return list(f.keys())
 
     def tensor(self, name: str) -> np.ndarray:
+        """A tensor of grid.safetensors, its dtype, shape and values checked against the
+        format (FORMAT.md, grid.safetensors) before it is returned."""
         path = self.member(GRID_TENSORS)
         if name not in self.tensor_names:
             raise UserError(str(path), f"no tensor {name!r}", f"available: {', '.join(self.tensor_names)}")
         with open_tensors(path) as f:
-            return get_tensor(f, name, path)
+            dtype, shape = self._spec(f, name, path)
+            values = get_tensor(f, name, path, dtype, shape)
+        check_values(name, values, self.metrics, path)
+        return values
+
+    def _spec(self, f, name: str, path: Path) -> tuple[str | None, list | None]:
+        """(dtype, shape) FORMAT.md gives a grid tensor; (None, None) for tensors it does not
+        name (a reader ignores those)."""
+        L, P = len(self.layers), len(self.positions)
+        base = name.rsplit("_", 1)[0] if name.endswith(("_lo", "_hi", "_std")) else name
+        if base in self.metrics:
+            return "F64", [L, P]
+        if name.endswith("_by_seed") and name[: -len("_by_seed")] in self.metrics:
+            return "F64", [None, L, P]
+        if name in COUNT_NAMES:
+            return "I64", [L, P]
+        if name in ("test_rows", "train_rows"):
+            return "I64", [None, None]
+        if name == "labels":
+            return "I8", [None]
+        if name == "scores":
+            rows = tensor_header(f, "test_rows", path)[0] if "test_rows" in f.keys() else [None] * 2
+            return "F32", [rows[0], L, P, rows[1]]
+        return None, None
+
+    def check_all(self) -> None:
+        """Read and check every tensor, and that every empty cell has its reason (verify)."""
+        for name in self.tensor_names:
+            self.tensor(name)
+        if "labels" in self.tensor_names:
+            n = len(self.tensor("labels"))
+            # a transfer grid's training rows are rows of its train_run, not of its run
+            for name in ("test_rows",) + (() if "train_run" in self.meta else ("train_rows",)):
+                if name in self.tensor_names and self.tensor(name).max(initial=-1) >= n:
+                    raise UserError(str(self.path / GRID_TENSORS), f"{name} points past the "
+                                    f"{n} labelled examples", DAMAGED_FIX)
+        listed = set(self.reasons())
+        for metric in self.metrics[:1]:
+            empty = np.argwhere(np.isnan(self.metric(metric)))
+            for i, j in empty:
+                if (self.layers[i], self.positions[j]) not in listed and "nan_reasons" in self.meta:
+                    raise UserError(str(self.path / GRID_META), f"cell layer {self.layers[i]}, "
+                                    f"{self.positions[j]} is empty but nan_reasons does not "
+                                    "say why", DAMAGED_FIX)
 
     def metric(self, name: str) -> np.ndarray:
         if name not in self.metrics:
@@ -228,10 +278,19 @@ class GeneralizationBundle(Bundle):
     kind = "generalization"
     meta_file = GEN_META
 
+    def check_meta(self, meta: dict, where: str) -> None:
+        check_generalization_meta(meta, where)
+
     def matrix(self) -> np.ndarray:
         path = self.member(GEN_TENSORS)
         with open_tensors(path) as f:
-            return get_tensor(f, "auc", path).astype(np.float64)
+            values = get_tensor(f, "auc", path, "F64",
+                                [len(self.train_names), len(self.test_names)])
+        check_values("auc", values, ["auc"], path)
+        return values.astype(np.float64)
+
+    def check_all(self) -> None:
+        self.matrix()
 
     @property
     def train_names(self) -> list[str]:
@@ -240,6 +299,29 @@ class GeneralizationBundle(Bundle):
     @property
     def test_names(self) -> list[str]:
         return [str(r["name"]) for r in self.require("test_runs")]
+
+
+def check_values(name: str, values: np.ndarray, metrics: list[str], path: Path) -> None:
+    """Refuse values the format forbids: infinities in metrics, metrics of [0, 1] outside
+    it, labels other than 0/1, negative counts, row numbers below -1."""
+    base = name.rsplit("_", 1)[0] if name.endswith(("_lo", "_hi", "_std")) else name
+    base = base.removesuffix("_by_seed")
+    problem = None
+    if base in metrics and values.size:
+        finite = values[~np.isnan(values)]
+        if not np.isfinite(finite).all():
+            problem = "holds infinite values"
+        elif base in UNIT_METRICS and not name.endswith("_std") and (
+                (finite < 0).any() or (finite > 1).any()):
+            problem = "holds values outside [0, 1]"
+    elif name == "labels" and values.size and not np.isin(values, (0, 1)).all():
+        problem = "holds labels other than 0 and 1"
+    elif name in COUNT_NAMES and values.size and values.min() < 0:
+        problem = "holds negative counts"
+    elif name in ("test_rows", "train_rows") and values.size and values.min() < -1:
+        problem = "holds row numbers below -1"
+    if problem:
+        raise UserError(str(path), f"tensor {name!r} {problem}", DAMAGED_FIX)
 
 
 def write_grid(out: Path, meta: dict, tensors: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:

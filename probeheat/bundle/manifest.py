@@ -42,6 +42,9 @@ def check_member(name: object, root: Path, where: str) -> Path:
     if pure.is_absolute() or ".." in pure.parts or name.startswith("~"):
         raise UserError(where, f"file entry {name!r} points outside the bundle; refusing to read it",
                         "only use bundles from sources you trust")
+    if pure.as_posix() != name or "." in name.split("/"):
+        raise UserError(where, f"file entry {name!r} is not in canonical form (write it as "
+                        f"{pure.as_posix()!r})", DAMAGED_FIX)
     if pure.suffix not in ALLOWED_SUFFIXES:
         raise UserError(where, f"file entry {name!r} has a type probeheat never loads "
                         f"(allowed: {', '.join(ALLOWED_SUFFIXES)})", DAMAGED_FIX)
@@ -74,12 +77,17 @@ def load_manifest_json(root: Path) -> dict:
     return manifest
 
 
-def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: str) -> dict:
+def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: str,
+                   names: list[str] | None = None) -> dict:
+    """The manifest of a folder: ``names`` if given, else every file but hidden ones (a
+    writer's temporaries and locks are never content)."""
+    if names is None:
+        names = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file()]
+        names = [n for n in names if n != MANIFEST
+                 and not any(part.startswith(".") for part in n.split("/"))]
     files = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        name = path.relative_to(root).as_posix()
-        if name == MANIFEST:
-            continue
+    for name in sorted(names):
+        path = root / name
         files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     return {
         "format": FORMAT_NAME,
@@ -95,9 +103,13 @@ def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write JSON through a temporary name and a rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -6,9 +6,11 @@ Layout (see artifacts/FORMAT.md)::
     shards/shard-rRRR-NNNNN.safetensors   "<site>.<layer>" [n, P, d], "mask" [n, P] u8, "index" [n] i64
     shards/shard-rRRR-NNNNN.json          {"records": [...]} for the same n examples, same order
 
-A run grows shard by shard inside ``OUT.partial/``; each shard appears by rename, tensors
-first and records last, so a shard counts as written only when its records file exists.
-``--resume`` continues from the shards present. ``finalize`` writes the manifest and renames
+A run grows shard by shard inside ``OUT.partial/``, locked by its writer (``lock.py``);
+each shard appears by rename, tensors first and records last, so a shard counts as written
+only when its records file exists. ``--resume`` sweeps what a killed writer left (temporary
+files, tensors without records) and continues from the shards present. ``finalize``
+writes the manifest, listing exactly run.json and the shard pairs, and renames
 ``OUT.partial`` to ``OUT``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -23,8 +26,10 @@ import numpy as np
 
 from ..errors import UserError
 from .base import (
+    SAFETENSORS_DTYPES,
     Bundle,
     check_destination,
+    expect_tensor,
     get_tensor,
     new_id,
     open_tensors,
@@ -32,8 +37,11 @@ from .base import (
     read_json,
     save_tensors,
 )
+from .faults import fault_point
+from .lock import LOCK_NAME, PartialLock, clear_stale
 from .manifest import DAMAGED_FIX, write_json_atomic
 from .records import Record, check_complete, check_records, error_labels
+from .schema import check_run_meta
 
 RUN_META = "run.json"
 SHARD_DIR = "shards"
@@ -44,9 +52,23 @@ def tensor_name(site: str, layer: int) -> str:
     return f"{site}.{layer}"
 
 
+@dataclass(frozen=True)
+class Shard:
+    """A shard whose header, index and mask were checked against its records."""
+
+    stem: str
+    path: Path
+    records: list[Record]
+    index: np.ndarray
+    mask: np.ndarray
+
+
 class RunBundle(Bundle):
     kind = "run"
     meta_file = RUN_META
+
+    def check_meta(self, meta: dict, where: str) -> None:
+        check_run_meta(meta, where)
 
     @property
     def positions(self) -> list[str]:
@@ -93,9 +115,37 @@ class RunBundle(Bundle):
         return check_records(data["records"], where)
 
     @cached_property
+    def checked_shards(self) -> list[Shard]:
+        """Every shard, its tensors' dtypes and shapes, index and mask checked once."""
+        return [self._check_shard(stem) for stem in self.shards]
+
+    def _check_shard(self, stem: str) -> Shard:
+        records = self._shard_records(stem)
+        path = self.member(f"{stem}.safetensors")
+        n, P, d = len(records), len(self.positions), self.hidden_size
+        with open_tensors(path) as f:
+            for site, layers in self.sites.items():
+                for layer in layers:
+                    expect_tensor(f, tensor_name(site, layer), path,
+                                  SAFETENSORS_DTYPES[self.dtype], [n, P, d])
+            index = get_tensor(f, "index", path, "I64", [n])
+            mask = get_tensor(f, "mask", path, "U8", [n, P]).astype(bool)
+        if index.tolist() != [r["index"] for r in records]:
+            raise UserError(str(path), "its index tensor and its records disagree", DAMAGED_FIX)
+        for j, record in enumerate(records):
+            if "positions" in record and [p in record["positions"] for p in self.positions] \
+                    != mask[j].tolist():
+                raise UserError(str(path), f"mask of example {record['index']} disagrees with "
+                                "its record's positions", DAMAGED_FIX)
+        return Shard(stem, path, records, index, mask)
+
+    @cached_property
     def _order(self) -> tuple[list[Record], np.ndarray]:
-        records = [r for stem in self.shards for r in self._shard_records(stem)]
+        records = [r for shard in self.checked_shards for r in shard.records]
         check_complete(records, self.positions, str(self.path))
+        if len(records) != self.n_examples:
+            raise UserError(str(self.path / RUN_META), f"n_examples is {self.n_examples} but "
+                            f"the shards hold {len(records)}", DAMAGED_FIX)
         indices = np.array([r["index"] for r in records], dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         return [records[i] for i in order], order
@@ -103,6 +153,10 @@ class RunBundle(Bundle):
     def records(self) -> list[Record]:
         """Per-example records in row order: row r is the record whose ``index`` is r."""
         return self._order[0]
+
+    def check_all(self) -> None:
+        """Check every shard and record against the metadata (verify)."""
+        self.records()
 
     def labels(self) -> np.ndarray:
         """1 where the model's answer was wrong, 0 where it was right, in records() order."""
@@ -118,15 +172,14 @@ class RunBundle(Bundle):
         if site not in self.sites or layer not in self.sites[site]:
             raise UserError(str(self.path), f"run has no {site} layer {layer}",
                             f"layers here: {self.sites.get(site, [])}")
-        xs, masks = [], []
+        xs = []
         name = tensor_name(site, layer)
-        for stem in self.shards:
-            path = self.member(f"{stem}.safetensors")
-            with open_tensors(path) as f:
-                x = get_tensor(f, name, path)
+        order = self._order[1]  # checks every shard before any value is read
+        for shard in self.checked_shards:
+            with open_tensors(shard.path) as f:
+                x = get_tensor(f, name, shard.path)
                 xs.append(x.astype(np.float32) if as_float32 else x)
-                masks.append(get_tensor(f, "mask", path).astype(bool))
-        order = self._order[1]
+        masks = [shard.mask for shard in self.checked_shards]
         return np.concatenate(xs)[order], np.concatenate(masks)[order]
 
 
@@ -134,8 +187,8 @@ class RunWriter:
     """Grows a run bundle shard by shard; safe to kill at any moment and resume.
 
     Each rank of a data-parallel job owns its own shard names (``shard-rRRR-*``); rank 0
-    finalises. ``fingerprint`` identifies the run's inputs so that ``resume`` refuses to mix
-    two different runs in one folder.
+    holds the partial's lock and finalises. ``fingerprint`` identifies the run's inputs so
+    that ``resume`` refuses to mix two different runs in one folder.
     """
 
     def __init__(self, out: Path, meta: dict, *, resume: bool = False, overwrite: bool = False,
@@ -145,6 +198,7 @@ class RunWriter:
         self.rank = rank
         self.overwrite = overwrite
         self.meta = dict(meta)
+        self.lock: PartialLock | None = None
         if "fingerprint" not in self.meta:
             raise ValueError("run metadata needs a 'fingerprint'")
         if rank == 0:
@@ -153,40 +207,65 @@ class RunWriter:
     def _prepare(self, resume: bool, overwrite: bool) -> None:
         if self.out.exists() and not overwrite and resume \
                 and _fingerprint_of(self.out / RUN_META) == self.meta["fingerprint"]:
+            clear_stale(self.out)
             raise RunAlreadyComplete(self.out)
         check_run_out(self.out, resume=False, overwrite=overwrite, finished_only=True)
         if self.partial.exists():
-            same = _fingerprint_of(self.partial / RUN_META) == self.meta["fingerprint"]
-            if overwrite:
-                shutil.rmtree(self.partial)
-            elif not resume:
+            if not (resume or overwrite):
                 check_run_out(self.out, resume=False, overwrite=False)
-            elif not same:
+            if not overwrite and _fingerprint_of(self.partial / RUN_META) \
+                    != self.meta["fingerprint"]:
                 raise UserError(str(self.partial), "holds an unfinished run with different inputs "
                                 "(model, dataset, positions or settings)",
                                 "pass --overwrite to start again or choose another --out")
-            else:
+            self.lock = PartialLock(self.partial)  # refused while another writer lives
+            if not overwrite:
                 self._sweep_temporaries()
                 return
-        (self.partial / SHARD_DIR).mkdir(parents=True)
+            shutil.rmtree(self.partial)
+            self.lock.release(unlink=False)  # its file went with the folder
+        self._create()
+
+    def _create(self) -> None:
+        try:
+            self.partial.mkdir(parents=True)
+        except FileExistsError:
+            raise UserError(str(self.partial), "was just created by another writer",
+                            "let that run finish, or pass --resume once it stops") from None
+        self.lock = PartialLock(self.partial)
+        (self.partial / SHARD_DIR).mkdir()
         self.meta.setdefault("id", new_id("run"))
         write_json_atomic(self.partial / RUN_META, self.meta)
 
     def _sweep_temporaries(self) -> None:
-        for path in (self.partial / SHARD_DIR).glob(".*.tmp-*"):
-            path.unlink()
-        for path in (self.partial / SHARD_DIR).glob("*.safetensors"):
+        """Remove what a killed writer leaves: hidden temporaries (ours and safetensors'
+        ``.tmpXXXXXX``) and tensors whose records were never written."""
+        shards = self.partial / SHARD_DIR
+        shards.mkdir(exist_ok=True)
+        for folder in (self.partial, shards):
+            for path in folder.glob(".*"):
+                if path.name != LOCK_NAME and path.is_file():
+                    path.unlink()
+        for path in shards.glob("*.safetensors"):
             if not path.with_suffix(".json").exists():
                 path.unlink()  # a shard killed between its two renames: redo its examples
+        (self.partial / "manifest.json").unlink(missing_ok=True)  # killed while finalizing
 
     def _shard_files(self) -> list[Path]:
-        return sorted(p for p in (self.partial / SHARD_DIR).glob("shard-r*.json") if SHARD_RE.match(p.name))
+        return sorted(p for p in (self.partial / SHARD_DIR).glob("shard-r*.json")
+                      if SHARD_RE.match(p.name))
 
     def done_records(self) -> dict[int, bool]:
         """{dataset index: correct} of the examples any rank has written (a resume skips them)."""
         done: dict[int, bool] = {}
         for path in self._shard_files():
-            for record in check_records(read_json(path).get("records"), str(path)):
+            data = read_json(path)
+            for record in check_records(data.get("records") if isinstance(data, dict) else None,
+                                        str(path)):
+                if record["index"] in done:
+                    raise UserError(str(path), f"example {record['index']} was written twice",
+                                    "remove the later of the two shards holding it, then "
+                                    "--resume")
                 done[record["index"]] = record["correct"]
         return done
 
@@ -195,31 +274,51 @@ class RunWriter:
         return set(self.done_records())
 
     def add_shard(self, records: list[dict], tensors: dict[str, np.ndarray], mask: np.ndarray) -> Path:
-        """Write one shard: ``tensors`` maps "<site>.<layer>" to [n, P, d]; mask is [n, P]."""
+        """Write one shard: ``tensors`` maps "<site>.<layer>" to [n, P, d]; mask is [n, P].
+
+        Raises OSError (a full disk, say) with nothing of the shard left behind.
+        """
         n = len(records)
         index = np.array([int(r["index"]) for r in records], dtype=np.int64)
         if mask.shape[0] != n or any(t.shape[0] != n for t in tensors.values()):
             raise ValueError("records, mask and tensors disagree on the number of examples")
         seq = sum(1 for p in self._shard_files() if p.name.startswith(f"shard-r{self.rank:03d}-"))
         stem = self.partial / SHARD_DIR / f"shard-r{self.rank:03d}-{seq:05d}"
+        fault_point("shard-start")
+        fault_point("shard-temp", stem.parent)
         save_tensors(stem.with_suffix(".safetensors"),
                      {**tensors, "mask": mask.astype(np.uint8), "index": index})
-        write_json_atomic(stem.with_suffix(".json"), {"records": records})
+        try:
+            fault_point("shard-tensors")
+            write_json_atomic(stem.with_suffix(".json"), {"records": records})
+        except OSError:
+            stem.with_suffix(".safetensors").unlink(missing_ok=True)
+            raise
+        fault_point("shard-done")
         return stem
 
     def finalize(self, extra_meta: dict | None = None) -> Path:
         """Merge the final metadata, write the manifest and move the bundle into place."""
+        self._sweep_temporaries()
+        done = self.done_records()
         meta = read_json(self.partial / RUN_META)
-        records = [r for p in self._shard_files() for r in read_json(p)["records"]]
-        indices = sorted(int(r["index"]) for r in records)
-        if len(set(indices)) != len(indices):
-            raise UserError(str(self.partial), "an example was written twice", DAMAGED_FIX)
         meta.update(extra_meta or {})
-        meta["n_examples"] = len(records)
-        meta["n_correct"] = sum(1 for r in records if r["correct"])
+        meta["n_examples"] = len(done)
+        meta["n_correct"] = sum(done.values())
         write_json_atomic(self.partial / RUN_META, meta)
-        publish(self.partial, self.out, "run", meta["id"], self.overwrite)
+        fault_point("finalize-meta")
+        names = [RUN_META] + [f"{SHARD_DIR}/{p.stem}{suffix}" for p in self._shard_files()
+                              for suffix in (".safetensors", ".json")]
+        publish(self.partial, self.out, "run", meta["id"], self.overwrite, names=names)
+        fault_point("finalize-renamed")
+        if self.lock is not None:
+            self.lock.release(self.out)
         return self.out
+
+    def close(self) -> None:
+        """Release the lock of an unfinished run (the partial stays, for --resume)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 class RunAlreadyComplete(Exception):

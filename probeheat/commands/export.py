@@ -59,13 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     more.add_argument("--panels", metavar="ROWSxCOLS",
                       help="arrange several grids, e.g. 2x3 (default: one row)")
     more.add_argument("--panel-titles", metavar="A,B,...", help="one title per grid")
+    from .probe import add_verify_option
+
+    add_verify_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle, open_grid
     from ..figures import output_format
 
+    from ..bundle.base import check_not_inside
+    from ..selection import check_syntax
+
     output_format(args.output)  # refuse a bad path before reading any bundle
+    check_syntax(args.layers, "--layers", layers=True)
+    check_syntax(args.positions, "--positions", layers=False)
+    check_not_inside(args.output, [Path(p) for p in args.bundles]
+                     + ([Path(args.diff)] if args.diff else []), where="-o")
     bundles = [open_bundle(p) for p in args.bundles]
     kinds = {b.kind for b in bundles}
     if kinds == {"generalization"}:

@@ -10,6 +10,9 @@ HELP = "summarise a run, grid or generalization bundle (reads metadata only)"
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="bundle folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from .probe import add_verify_option
+
+    add_verify_option(parser)
 
 
 def run(args) -> int:

@@ -25,9 +25,16 @@ def add_probe_options(p) -> None:
                    help="which captured site to probe: resid, mlp or attn (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_verify_option(p)
     from .run import add_log_options
 
     add_log_options(p)
+
+
+def add_verify_option(p) -> None:
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check of each bundle file before it is read (for a "
+                        "copy you verified already)")
 
 
 def add_arguments(p) -> None:
@@ -54,6 +61,10 @@ def parse_seeds(text: str) -> list[int]:
 def settings_of(args, with_split: bool = True):
     """The validated ProbeSettings of the command line (before any bundle is read)."""
     from ..probe.settings import probe_settings
+    from ..selection import check_syntax
+
+    check_syntax(args.layers, "--layers", layers=True)
+    check_syntax(args.positions, "--positions", layers=False)
 
     split = {"seeds": parse_seeds(args.seeds), "test_fraction": args.test_fraction} \
         if with_split else {}

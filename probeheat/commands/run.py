@@ -43,7 +43,12 @@ def add_arguments(p) -> None:
                    help="model that extracts the exact answer of wrong answers ('self' = the same)")
     p.add_argument("--question-column", default="question")
     p.add_argument("--answers-column", default="answers")
-    p.add_argument("--id-column")
+    p.add_argument("--id-column",
+                   help="column holding each question's id (default: 'id' when the file has "
+                        "one, else the row number)")
+    p.add_argument("--missing-id", default="skip", choices=["skip", "row"],
+                   help="a row without an id: skip it (counted in the summary) or use its row "
+                        "number (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
@@ -76,7 +81,8 @@ def run(args) -> int:
         trust_remote_code=args.trust_remote_code, revision=args.revision, capture=args.capture,
         sites=[s.strip() for s in args.sites.split(",") if s.strip()], grader=args.grader,
         extractor_model=args.extractor_model, question_column=args.question_column,
-        answers_column=args.answers_column, id_column=args.id_column, resume=args.resume,
+        answers_column=args.answers_column, id_column=args.id_column,
+        missing_id=args.missing_id, resume=args.resume,
         overwrite=args.overwrite, quiet=args.quiet, threads=args.threads,
         progress=args.log_format, log_interval=args.log_interval, verbose=args.verbose,
     )

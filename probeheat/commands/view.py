@@ -13,19 +13,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "to browse (default: artifacts/)")
     parser.add_argument("--metric", default=None,
                         help="metric to colour by (default: auc, else the grid's first)")
-    parser.add_argument("--vmin", type=float, default=0.5, help="colour range start (0.5)")
-    parser.add_argument("--vmax", type=float, default=1.0, help="colour range end (1.0)")
+    parser.add_argument("--vmin", type=float, default=0.5,
+                        help="colour range start (default: %(default)s)")
+    parser.add_argument("--vmax", type=float, default=1.0,
+                        help="colour range end (default: %(default)s)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the checksum of each file before it is read")
+
+
+def check_paths(paths) -> None:
+    """Refuse, in one line and before the full-screen app starts, paths it cannot open."""
+    from pathlib import Path
+
+    from probeheat.bundle import open_bundle
+    from probeheat.errors import UserError
+
+    folders = [p for p in paths if Path(p).is_dir() and not (Path(p) / "manifest.json").exists()]
+    if folders and len(paths) > 1:
+        raise UserError(str(folders[0]), "is a folder of bundles, not a bundle",
+                        "pass one folder to browse, or bundle folders to open")
+    for path in paths:
+        if not Path(path).exists():
+            raise UserError(str(path), "no such file or folder", "check the path")
+        if path not in folders:
+            open_bundle(path)  # a damaged manifest is one line here, not a screen later
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     from pathlib import Path
 
     from probeheat.errors import UserError
 
-    if args.vmin >= args.vmax:
+    if not (math.isfinite(args.vmin) and math.isfinite(args.vmax)) or args.vmin >= args.vmax:
         raise UserError("--vmin", f"{args.vmin} is not below --vmax {args.vmax}",
                         "pass a range such as --vmin 0.5 --vmax 1.0")
+    paths = [Path(p) for p in args.paths]
+    check_paths(paths)
     from probeheat.tui.app import run_viewer
 
-    return run_viewer([Path(p) for p in args.paths], metric=args.metric,
-                      vmin=args.vmin, vmax=args.vmax)
+    return run_viewer(paths, metric=args.metric, vmin=args.vmin, vmax=args.vmax)

@@ -49,13 +49,15 @@ def _canonical_hash(rows: list[dict]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def parse_answers(value) -> list[str]:
+def parse_answers(value, _depth: int = 0) -> list[str]:
     """Gold aliases from a cell: a list, a '|'-separated string, a number, or a dict with
     'aliases'/'value'/'text' (TriviaQA and SQuAD layouts)."""
     if isinstance(value, dict):
+        if _depth >= 4:  # deeper nesting is not an answer layout of any dataset
+            return []
         parts = []
         for key in ("value", "aliases", "text"):
-            parts += parse_answers(value.get(key))
+            parts += parse_answers(value.get(key), _depth + 1)
         value = parts
     if isinstance(value, bool) or value is None:
         return []
@@ -84,9 +86,31 @@ def _check_columns(where: str, rows, question_column, answers_column, id_column)
             raise UserError(where, f"no {col!r} column (columns: {shown})", f"pass {flag} NAME")
 
 
+MISSING_ID = ("skip", "row")  # a row without an id: skip it (counted), or use its row number
+
+
+def _row_id(row: dict, n: int, prefix: str, id_column: str | None, missing_id: str):
+    """(id, None) or (None, why the row has none)."""
+    if id_column is None:
+        return f"{prefix}{n}", None
+    raw = row.get(id_column)
+    qid = "" if raw is None or isinstance(raw, dict | list) else str(raw).strip()
+    if qid:
+        return qid, None
+    if missing_id == "row":
+        return f"{prefix}{n}", None
+    return None, f"no {id_column!r} (pass --missing-id row to use the row number)"
+
+
 def rows_to_examples(rows, *, where: str, prefix: str, question_column: str,
-                     answers_column: str, id_column: str | None):  # fmt: skip
-    """(examples, skipped) from (row number, row) pairs."""
+                     answers_column: str, id_column: str | None,
+                     missing_id: str = "skip"):  # fmt: skip
+    """(examples, skipped) from (row number, row) pairs.
+
+    Without ``id_column``, a column named ``id`` is the id when the rows have one.
+    """
+    if id_column is None and any("id" in row for _, row in rows):
+        id_column = "id"
     _check_columns(where, rows, question_column, answers_column, id_column)
     examples: list[Example] = []
     skipped: list[tuple[int, str]] = []
@@ -95,11 +119,11 @@ def rows_to_examples(rows, *, where: str, prefix: str, question_column: str,
         question = row.get(question_column)
         question = question.strip() if isinstance(question, str) else ""
         answers = parse_answers(row.get(answers_column))
-        qid = str(row.get(id_column) if id_column else f"{prefix}{n}").strip()
+        qid, no_id = _row_id(row, n, prefix, id_column, missing_id)
         reason = (
             f"empty {question_column!r}" if not question
             else f"no answers in {answers_column!r}" if not answers
-            else f"empty {id_column!r}" if not qid
+            else no_id if no_id
             else f"duplicate id {qid!r}" if qid in seen
             else None
         )  # fmt: skip
@@ -142,14 +166,17 @@ def load_dataset(
     limit: int | None = None,
     seed: int | None = 0,
     split: str = "validation",
+    missing_id: str = "skip",
 ) -> Dataset:
     """Load, shuffle with `seed` (None keeps the source order), then keep `limit` examples."""
     from probeheat.data import files
 
     if limit is not None and limit < 1:
         raise UserError("--limit", f"must be at least 1, got {limit}", "pass a positive number")
+    if missing_id not in MISSING_ID:
+        raise UserError("--missing-id", f"unknown choice {missing_id!r}", "use skip or row")
     columns = dict(question_column=question_column, answers_column=answers_column,
-                   id_column=id_column)  # fmt: skip
+                   id_column=id_column, missing_id=missing_id)  # fmt: skip
     if spec in BUILTIN:
         ds = _world_facts()
     elif spec.startswith("hf:"):

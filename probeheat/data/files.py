@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from pathlib import Path
 
 from probeheat.errors import UserError
@@ -20,6 +21,8 @@ Rows = list[tuple[int, dict]]
 Skipped = list[tuple[int, str]]
 
 _NOT_UTF8 = "not UTF-8"
+_TOO_DEEP = "nested too deeply to be a question row"
+MAX_FIELD = 64 << 20  # a CSV cell may hold a long passage; 64 MiB is not a question
 
 
 def _has_surrogates(values) -> bool:
@@ -30,6 +33,7 @@ def _has_surrogates(values) -> bool:
 def read_jsonl(data: bytes) -> tuple[Rows, Skipped]:
     rows: Rows = []
     skipped: Skipped = []
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark is not part of row 1
     for n, raw in enumerate(data.splitlines(), start=1):
         try:
             line = raw.decode("utf-8")
@@ -43,6 +47,9 @@ def read_jsonl(data: bytes) -> tuple[Rows, Skipped]:
         except json.JSONDecodeError as e:
             skipped.append((n, f"not valid JSON ({e.msg})"))
             continue
+        except RecursionError:
+            skipped.append((n, _TOO_DEEP))
+            continue
         if isinstance(row, dict):
             rows.append((n, row))
         else:
@@ -52,11 +59,13 @@ def read_jsonl(data: bytes) -> tuple[Rows, Skipped]:
 
 def read_json(data: bytes, where: str) -> tuple[Rows, Skipped]:
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError(where, "file is not UTF-8", "save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise UserError(where, f"not valid JSON: {e}", "fix the file or use .jsonl") from None
+    except RecursionError:
+        raise UserError(where, "JSON nested too deeply", "write one flat object per row") from None
     if isinstance(doc, dict):  # {"data": [...]} and similar wrappers
         lists = [v for v in doc.values() if isinstance(v, list)]
         doc = lists[0] if len(lists) == 1 else doc
@@ -76,7 +85,17 @@ def read_json(data: bytes, where: str) -> tuple[Rows, Skipped]:
 
 def read_csv(data: bytes) -> tuple[Rows, Skipped]:
     text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, MAX_FIELD))  # csv's default (128 KiB) drops long passages
+    try:
+        return _csv_rows(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise UserError(None, f"not a readable CSV file ({e})", "fix the file or use .jsonl") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _csv_rows(reader: csv.DictReader) -> tuple[Rows, Skipped]:
     rows: Rows = []
     skipped: Skipped = []
     for row in reader:
@@ -113,9 +132,11 @@ def read_file(path: Path) -> tuple[Rows, Skipped, bytes]:
             where, f"unsupported file type {path.suffix or '(none)'!r}",
             "use .jsonl, .json, .csv or .parquet, or the built-in 'world-facts'",
         )  # fmt: skip
-    if not path.is_file():
-        raise UserError(where, "file not found", "check the path")
-    data = path.read_bytes()
+    check_regular_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(where, f"cannot read ({e.strerror or e})", "check the permissions") from None
     if not data.strip():
         raise UserError(where, "file is empty", "add one question per row")
     suffix = path.suffix.lower()
@@ -131,6 +152,22 @@ def read_file(path: Path) -> tuple[Rows, Skipped, bytes]:
     else:
         rows, skipped = read_parquet(path)
     return rows, skipped, data
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse, before any work, a path that is missing, a folder, a FIFO or a device."""
+    where = str(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(where, "file not found", "check the path") from None
+    except OSError as e:
+        raise UserError(where, f"cannot read ({e.strerror or e})", "check the path") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(where, "is a folder", "pass a .jsonl, .json, .csv or .parquet file")
+    if not stat.S_ISREG(mode):
+        raise UserError(where, "is not a regular file (a pipe or a device?)",
+                        "save the data to a file first")
 
 
 def read_hf(spec: str, split: str) -> tuple[Rows, str]:

@@ -12,6 +12,7 @@ answer is built from it.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -29,16 +30,30 @@ class GradeResult:
     char_span: tuple[int, int] | None = None  # [start, end) in the raw answer
 
 
+@functools.lru_cache(maxsize=65536)
+def fold_char(ch: str) -> str:
+    """One character casefolded, decomposed (NFKD) and stripped of accents, repeated until
+    nothing changes, so that folding folded text changes nothing: casefold and NFKD do not
+    commute (U+1D71C MATHEMATICAL ITALIC CAPITAL ALPHA decomposes to a capital alpha, which
+    casefolds to a small one)."""
+    out = ch
+    for _ in range(8):
+        folded = "".join(c for c in unicodedata.normalize("NFKD", out.casefold())
+                         if not unicodedata.combining(c))
+        if folded == out:
+            break
+        out = folded
+    return "".join(c if c.isalnum() else " " for c in out)
+
+
 def _fold_chars(text: str) -> tuple[str, list[int]]:
     """Casefold, strip accents, turn punctuation into spaces; remember each char's origin."""
     chars: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
-        for c in unicodedata.normalize("NFKD", ch.casefold()):
-            if unicodedata.combining(c):
-                continue
-            chars.append(c if c.isalnum() else " ")
-            origin.append(i)
+        folded = fold_char(ch)
+        chars.append(folded)
+        origin.extend([i] * len(folded))
     return "".join(chars), origin
 
 

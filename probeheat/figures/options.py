@@ -68,6 +68,22 @@ class FigureOptions:
             raise UserError("--dpi", f"{self.dpi} is outside 30..2400", "the default is 200")
         return int(self.dpi)
 
+    def check_texts(self) -> None:
+        """Refuse a title or label matplotlib cannot draw (mathtext between $...$)."""
+        texts = [("--title", self.title), ("--xlabel", self.xlabel), ("--ylabel", self.ylabel)]
+        texts += [("--panel-titles", t) for t in self.panel_titles or []]
+        for flag, text in texts:
+            if text and "$" in text.replace(r"\$", ""):
+                from matplotlib.mathtext import MathTextParser
+
+                try:
+                    MathTextParser("agg").parse(text, 72)
+                except ValueError as exc:
+                    detail = str(exc).strip().splitlines()[-1][:120]
+                    raise UserError(flag, f"{text!r} is not valid mathtext ({detail})",
+                                    "write a literal dollar sign as \\$, or fix the formula"
+                                    ) from None
+
     def color_range(self) -> tuple[float, float]:
         lo = DEFAULT_RANGE[0] if self.vmin is None else float(self.vmin)
         hi = DEFAULT_RANGE[1] if self.vmax is None else float(self.vmax)

@@ -70,6 +70,7 @@ def export_grid(grid: GridBundle, out: Path, options: FigureOptions | None = Non
     opts = FigureOptions.of(options, **changes)
     fmt = output_format(out)
     (width, _), dpi = opts.size(), opts.checked_dpi()
+    opts.check_texts()
     view = grid_view(grid, opts, diff=diff)
     with figure_rc(width):
         return save_figure(build_grid_figure([view], opts), Path(out), fmt, dpi)
@@ -81,6 +82,7 @@ def export_panels(grids: Sequence[GridBundle], out: Path, options: FigureOptions
     opts = FigureOptions.of(options, **{"width": "double", **changes})
     fmt = output_format(out)
     (width, _), dpi = opts.size(), opts.checked_dpi()
+    opts.check_texts()
     shape = parse_panels(opts.panels, len(grids)) if opts.panels else (1, len(grids))
     titles = opts.panel_titles
     if titles is not None and len(titles) != len(grids):
@@ -100,6 +102,7 @@ def export_generalization(bundle: GeneralizationBundle, out: Path,
     fmt = output_format(out)
     (width, _), dpi = opts.size(), opts.checked_dpi()
     opts.color_range()
+    opts.check_texts()
     values = bundle.matrix()
     train, test = bundle.train_names, bundle.test_names
     if values.shape != (len(train), len(test)) or 0 in values.shape:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import open_run, write_generalization
-from ..bundle.base import check_destination
+from ..bundle.base import check_destination, check_not_inside
 from ..errors import UserError
 from ..selection import select_positions
 from .cells import fit_layer
@@ -67,6 +67,7 @@ def generalize(runs, out, *, layers=None, positions=None, settings: ProbeSetting
     if len(runs) < 2:
         raise UserError("runs", f"need at least 2 run bundles, got {len(runs)}",
                         "pass two or more runs of the same model")
+    check_not_inside(Path(out), [Path(r) for r in runs])
     opened = [open_run(r) for r in runs]
     check_destination(Path(out), overwrite)
     for k, run in enumerate(opened):

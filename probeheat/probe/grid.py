@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import open_run, write_grid
-from ..bundle.base import check_destination
+from ..bundle.base import check_destination, check_not_inside
 from ..bundle.grid import best_index
 from ..bundle.records import error_labels
 from ..errors import UserError
@@ -154,6 +154,17 @@ def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | Non
     return out
 
 
+def require_a_cell(res: GridResult, where) -> None:
+    """Refuse a grid in which no cell could be fitted, naming the most common reason."""
+    if res.best_cell() is not None:
+        return
+    reasons = list(res.reasons.values()) or ["no probe was fitted"]
+    common = max(set(reasons), key=reasons.count)
+    raise UserError(str(where), f"no cell could be fitted ({len(res.layers) * len(res.positions)}"
+                    f" cells; e.g. {common})", "run more questions, or probe positions and "
+                    "layers that have examples of both kinds")
+
+
 # --- writing ------------------------------------------------------------------------------
 
 def pad_rows(row_sets: list[np.ndarray]) -> np.ndarray:
@@ -224,12 +235,14 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     ``settings`` (or the keywords of ``probe_settings``: seeds, test_fraction, C,
     standardize, preset, site) decide the probes.
     """
-    run = open_run(run_path)
     out_path = Path(out_path)
+    check_not_inside(out_path, [Path(run_path)])
+    run = open_run(run_path)
     check_destination(out_path, overwrite)  # before minutes of fitting, not after
     settings = settings or probe_settings(**settings_kwargs)
     res = probe_run(run, layers=layers, positions=positions, settings=settings,
                     progress=progress)
+    require_a_cell(res, run.path)
     ids = [str(r["id"]) for r in run.records()]
     tensors = grid_tensors(res, [tr for tr, _ in res.splits], [te for _, te in res.splits])
     meta = common_meta(res, settings, run)

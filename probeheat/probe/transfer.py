@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import open_run, write_grid
-from ..bundle.base import check_destination
+from ..bundle.base import check_destination, check_not_inside
 from ..errors import UserError
 from ..progress import Progress
 from .cells import fit_layer
@@ -20,6 +20,7 @@ from .grid import (
     labels_of,
     nan_reasons,
     progress_mode,
+    require_a_cell,
     run_ref,
 )
 from .settings import ProbeSettings, probe_settings
@@ -62,8 +63,9 @@ def make_transfer_grid(train_run, test_run, out, *, layers=None, positions=None,
 
     The grid's rows (scores, test_rows, labels) refer to test_run's records.
     """
-    run_a, run_b = open_run(train_run), open_run(test_run)
     out = Path(out)
+    check_not_inside(out, [Path(train_run), Path(test_run)])
+    run_a, run_b = open_run(train_run), open_run(test_run)
     check_destination(out, overwrite)
     check_compatible([run_a, run_b], same_positions=positions is None)
     settings = settings or probe_settings()
@@ -81,6 +83,7 @@ def make_transfer_grid(train_run, test_run, out, *, layers=None, positions=None,
             res.store(0, i, fit_layer(X, mask, np.concatenate([ya, yb]), train, test, settings),
                       None)
             bar.advance(1)
+    require_a_cell(res, run_b.path)
     tensors = grid_tensors(res, [train], [np.arange(yb.size)])
     meta = common_meta(res, settings, run_b)
     meta["probe"].update({"seeds": [], "test_fraction": None,

@@ -48,6 +48,7 @@ class RunConfig:
     question_column: str = "question"
     answers_column: str = "answers"
     id_column: str | None = None
+    missing_id: str = "skip"
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False

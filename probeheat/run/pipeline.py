@@ -72,7 +72,7 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
     say(cfg, f"loading {cfg.model} ...")
     dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
                            answers_column=cfg.answers_column, id_column=cfg.id_column,
-                           limit=cfg.limit, seed=cfg.seed)
+                           limit=cfg.limit, seed=cfg.seed, missing_id=cfg.missing_id)
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
                         trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
     prompts = Prompts(loaded.tokenizer, cfg.template, cfg.few_shot,
@@ -119,7 +119,11 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
     ctx.extractor = Extractor(cfg, ctx.engine) if cfg.extractor_model else None
     before = Totals(done_before=len(done), correct_before=sum(done.values()))
     started = time.perf_counter()
-    totals = capture_all(ctx, writer, todo, before)
+    try:
+        totals = capture_all(ctx, writer, todo, before)
+    except BaseException:
+        writer.close()  # the partial stays for --resume; the lock goes
+        raise
     dist.barrier()
     if dist.rank != 0:
         return None
@@ -154,9 +158,16 @@ def capture_all(ctx: RunContext, writer: RunWriter, todo: list[int], totals: Tot
 
 
 def flush(writer: RunWriter, pending: Pending, n: int, bar: Progress) -> None:
-    if n:
+    if not n:
+        return
+    try:
         stem = writer.add_shard(*pending.take(n))
-        bar.checkpoint(f"wrote {Path(stem).name}")
+    except OSError as exc:
+        kept = len(writer.done_indices())
+        raise UserError(str(writer.partial), f"cannot write a shard ({exc.strerror or exc}); "
+                        f"the {kept} examples written so far are kept",
+                        "free some space, then run the same command with --resume") from None
+    bar.checkpoint(f"wrote {Path(stem).name}")
 
 
 def run_metadata(ctx: RunContext, argv) -> dict:
@@ -174,7 +185,7 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "positions": ctx.names, "prompt": [prompts.kind, cfg.template, prompts.few_shot],
         "max_new_tokens": cfg.max_new_tokens, "sites": sites, "capture": cfg.capture,
         "dtype": [cfg.dtype, stored], "grader": ctx.grader, "extractor": cfg.extractor_model,
-        "columns": [cfg.question_column, cfg.answers_column],
+        "columns": [cfg.question_column, cfg.answers_column, cfg.id_column, cfg.missing_id],
     }
     return {
         "fingerprint": fingerprint(identity),

@@ -1,0 +1,208 @@
+"""Checking what a bundle's JSON says before any of it is used (artifacts/FORMAT.md).
+
+Every reader goes through ``load_json`` (bounded size and nesting, one-line errors) and the
+``check_*`` functions below (required keys, types, ranges). A check returns nothing or
+raises ``UserError`` naming the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+from .manifest import DAMAGED_FIX
+
+MAX_JSON_BYTES = 1 << 30  # a shard's records or a grid's splits are MBs; 1 GiB is not a bundle
+MAX_DEPTH = 64  # FORMAT.md's deepest value (a skipped-row list in run.json) is 4 levels down
+STORE_DTYPES = ("float32", "float16", "bfloat16")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+Check = Callable[[object], str | None]  # None when the value is right, else what is wrong
+
+
+def load_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> object:
+    """Parse a JSON file of a bundle: UTF-8, at most ``max_bytes``, nested at most MAX_DEPTH."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UserError(str(path), f"{size} bytes is more than a bundle file holds "
+                            f"({max_bytes})", DAMAGED_FIX)
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise UserError(str(path), "file listed in the manifest is missing", DAMAGED_FIX) from None
+    except UnicodeDecodeError:
+        raise UserError(str(path), "not UTF-8 text", DAMAGED_FIX) from None
+    except json.JSONDecodeError as exc:
+        raise UserError(str(path), f"invalid JSON (line {exc.lineno}: {exc.msg})",
+                        DAMAGED_FIX) from None
+    except RecursionError:
+        raise UserError(str(path), f"JSON nested more than {MAX_DEPTH} levels deep",
+                        DAMAGED_FIX) from None
+    except OSError as exc:
+        raise UserError(str(path), f"cannot read ({exc.strerror or exc})",
+                        "check the file's permissions") from None
+    if depth(value) > MAX_DEPTH:
+        raise UserError(str(path), f"JSON nested more than {MAX_DEPTH} levels deep", DAMAGED_FIX)
+    return value
+
+
+def depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value (iterative: deep input cannot overflow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+# --- small checkers ------------------------------------------------------------------------
+
+def is_int(low: int | None = None) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"{v!r} is not an integer"
+        return f"{v} is below {low}" if low is not None and v < low else None
+    return check
+
+
+def is_str(v) -> str | None:
+    return None if isinstance(v, str) else f"{v!r} is not a string"
+
+
+def is_bool(v) -> str | None:
+    return None if isinstance(v, bool) else f"{v!r} is not true/false"
+
+
+def one_of(*values) -> Check:
+    return lambda v: None if v in values else f"{v!r} is not one of {', '.join(map(str, values))}"
+
+
+def list_of(item: Check, *, unique: bool = False, nonempty: bool = False) -> Check:
+    def check(v):
+        if not isinstance(v, list):
+            return f"{_short(v)} is not a list"
+        if nonempty and not v:
+            return "is empty"
+        for x in v:
+            if problem := item(x):
+                return problem
+        if unique and len({json.dumps(x, sort_keys=True) for x in v}) != len(v):
+            return "lists an entry twice"
+        return None
+    return check
+
+
+def object_with(fields: dict[str, Check]) -> Check:
+    """A JSON object whose listed keys exist and pass their checks (other keys allowed)."""
+    def check(v):
+        if not isinstance(v, dict):
+            return f"{_short(v)} is not an object"
+        for key, field_check in fields.items():
+            if key not in v:
+                return f"lacks {key!r}"
+            if problem := field_check(v[key]):
+                return f"{key!r}: {problem}"
+        return None
+    return check
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def require(doc: dict, fields: dict[str, Check], where: str,
+            optional: dict[str, Check] | None = None) -> None:
+    """Raise a one-line UserError for the first required key missing or any key wrong."""
+    if not isinstance(doc, dict):
+        raise UserError(where, "is not a JSON object", DAMAGED_FIX)
+    for key, check in fields.items():
+        if key not in doc:
+            raise UserError(where, f"lacks {key!r}", DAMAGED_FIX)
+        if problem := check(doc[key]):
+            raise UserError(where, f"{key!r}: {problem}", DAMAGED_FIX)
+    for key, check in (optional or {}).items():
+        if key in doc and (problem := check(doc[key])):
+            raise UserError(where, f"{key!r}: {problem}", DAMAGED_FIX)
+
+
+# --- the documents -------------------------------------------------------------------------
+
+def _file_entry(v) -> str | None:
+    if not isinstance(v, dict):
+        return "is not an object"
+    if not isinstance(v.get("sha256"), str) or not _HEX64.match(v["sha256"]):
+        return "sha256 is not 64 hex digits"
+    return is_int(-1)(v.get("size"))  # -1: size unknown (a migrated version-0 manifest)
+
+
+def check_manifest_fields(manifest: dict, where: str) -> None:
+    require(manifest, {"kind": is_str, "files": lambda v: None if isinstance(v, dict)
+                       else "is not an object"}, where, optional={"id": is_str})
+    for name, entry in manifest["files"].items():
+        if problem := _file_entry(entry):
+            raise UserError(where, f"entry for {name!r}: {problem}", DAMAGED_FIX)
+
+
+def _sites(v) -> str | None:
+    if not isinstance(v, dict) or "resid" not in v:
+        return "is not an object with a 'resid' entry"
+    for site, layers in v.items():
+        if problem := list_of(is_int(0), unique=True, nonempty=True)(layers):
+            return f"{site}: {problem}"
+    return None
+
+
+RUN_FIELDS: dict[str, Check] = {
+    "positions": list_of(is_str, unique=True, nonempty=True),
+    "layers": list_of(is_int(0), unique=True, nonempty=True),
+    "sites": _sites,
+    "hidden_size": is_int(1),
+    "dtype": one_of(*STORE_DTYPES),
+}
+RUN_FINISHED: dict[str, Check] = {"n_examples": is_int(0), "n_correct": is_int(0)}
+RUN_OPTIONAL: dict[str, Check] = {"model": lambda v: None if isinstance(v, dict | str | type(None))
+                                  else f"{_short(v)} is not an object"}
+
+
+def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
+    require(meta, {**RUN_FIELDS, **(RUN_FINISHED if finished else {})}, where, RUN_OPTIONAL)
+    if finished and meta["n_correct"] > meta["n_examples"]:
+        raise UserError(where, "n_correct is larger than n_examples", DAMAGED_FIX)
+    if meta["sites"]["resid"] != meta["layers"]:
+        raise UserError(where, "'layers' and sites.resid differ", DAMAGED_FIX)
+
+
+_CELL = object_with({"layer": is_int(), "position": is_str, "reason": is_str})
+_SPLIT = object_with({"train_ids": list_of(is_str), "test_ids": list_of(is_str)})
+_RUN_REF = object_with({"id": is_str, "path": is_str})
+
+GRID_FIELDS: dict[str, Check] = {
+    "layers": list_of(is_int(), unique=True, nonempty=True),
+    "positions": list_of(is_str, unique=True, nonempty=True),
+    "metrics": list_of(is_str, unique=True, nonempty=True),
+}
+GRID_OPTIONAL: dict[str, Check] = {
+    "nan_reasons": list_of(_CELL), "splits": list_of(_SPLIT), "run": _RUN_REF,
+    "label": one_of("incorrect"),
+}
+
+
+def check_grid_meta(meta: dict, where: str) -> None:
+    require(meta, GRID_FIELDS, where, GRID_OPTIONAL)
+
+
+_GEN_RUN = object_with({"name": is_str})
+
+
+def check_generalization_meta(meta: dict, where: str) -> None:
+    require(meta, {"train_runs": list_of(_GEN_RUN, nonempty=True),
+                   "test_runs": list_of(_GEN_RUN, nonempty=True)}, where)
