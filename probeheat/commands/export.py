@@ -66,9 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bundle import open_bundle, open_grid
-    from ..figures import output_format
-
     from ..bundle.base import check_not_inside
+    from ..figures import output_format
     from ..selection import check_syntax
 
     output_format(args.output)  # refuse a bad path before reading any bundle
