@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import UserError
+from .errors import UserError, terminate_as_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +45,6 @@ def accept_negative_values(parser: argparse.ArgumentParser) -> None:
         parser._negative_number_matcher = re.compile(r"^-\d[-\w:,.]*$")
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (kill, a batch scheduler's stop) behaves as Ctrl-C
-
-
 def interrupted_line(args) -> str:
     """What an interrupted command says: for a run, where its work is kept and how to go on."""
     out = getattr(args, "out", None)
@@ -70,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle.base import checksums
 
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (an embedding application): leave signals alone
-        previous = None
-    try:
-        with checksums(not getattr(args, "no_verify", False)):
+        with terminate_as_interrupt(), checksums(not getattr(args, "no_verify", False)):
             return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"probeheat {args.command}: {exc.line()}", file=sys.stderr)
@@ -82,9 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"probeheat {args.command}: {interrupted_line(args)}", file=sys.stderr)
         return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def summarize(out: dict[str, Path], grid, timings: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import UserError
+    from .errors import UserError, terminate_as_interrupt
 
     parser = argparse.ArgumentParser(prog="python -m probeheat.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="questions (default %(default)s)")
@@ -96,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
-        demo(args.limit, args.root, quiet=args.quiet)
+        with terminate_as_interrupt():
+            demo(args.limit, args.root, quiet=args.quiet)
     except UserError as exc:
         print(f"probeheat demo: {exc.line()}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("probeheat demo: interrupted; run it again to continue (a started run resumes)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, never as a traceback.
@@ -21,3 +24,21 @@ class UserError(Exception):
     def line(self) -> str:
         text = f"{self.where}: {self.problem}" if self.where else self.problem
         return f"{text} ({self.fix})" if self.fix else text
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (kill, a batch scheduler's stop) raises KeyboardInterrupt, as Ctrl-C does, so
+    long commands stop the same way and say where their work is kept."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -53,7 +53,10 @@ class ViewerApp(App):
         bundles, problems = [], []
         for path in self.paths:
             try:
-                bundles.append(open_bundle(path))
+                bundle = open_bundle(path)
+                if bundle.kind == "run":  # read now: a damaged run is a message, not a crash
+                    bundle.records()
+                bundles.append(bundle)
             except UserError as exc:
                 problems.append(exc.line())
         grids = [b for b in bundles if b.kind == "grid"]

@@ -30,12 +30,13 @@ from .manifest import (
     MANIFEST,
     build_manifest,
     check_member,
+    check_seal,
     load_manifest_json,
     sha256_file,
     write_json_atomic,
 )
 from .migrate import upgrade, upgrade_meta
-from .schema import check_manifest_fields, load_json
+from .schema import MAX_DEPTH, check_manifest_fields, depth, load_json
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _VERIFY = [True]
@@ -162,12 +163,16 @@ class Bundle:
     def content_hash(self) -> str:
         return sha256_file(self.path / MANIFEST)
 
-    def member(self, name: str) -> Path:
-        """The path of a listed file, after its size and checksum match the manifest."""
+    def member(self, name: str, *, checksum: bool = True) -> Path:
+        """The path of a listed file, after its size and checksum match the manifest
+        (``checksum=False``: the size only, for reading a tensor header, never values)."""
         where = str(self.path / MANIFEST)
         if name not in self.manifest["files"]:
             raise UserError(str(self.path), f"manifest does not list {name}", DAMAGED_FIX)
         path = check_member(name, self.path, where)
+        if not checksum:
+            with checksums(False):
+                return checked_file(path, self.manifest["files"][name], where)
         return checked_file(path, self.manifest["files"][name], where)
 
     @cached_property
@@ -194,13 +199,18 @@ def read_manifest(root: Path) -> dict:
     from .manifest import KINDS
 
     root = Path(root)
-    manifest = upgrade(load_manifest_json(root), root)
+    raw = load_manifest_json(root)
     where = str(root / MANIFEST)
+    if depth(raw) > MAX_DEPTH:
+        raise UserError(where, f"JSON nested more than {MAX_DEPTH} levels deep", DAMAGED_FIX)
+    manifest = upgrade(raw, root)  # a newer major version is refused before anything else
     if manifest.get("kind") not in KINDS:
         raise UserError(where, f"unknown bundle kind {manifest.get('kind')!r}", DAMAGED_FIX)
     check_manifest_fields(manifest, where)
     for name in manifest["files"]:
-        check_member(name, root, where)
+        check_member(name, root, where)  # entries that leave the bundle: said as such
+    if "format" in raw and _VERIFY[-1]:
+        check_seal(raw, where)
     return manifest
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .base import Bundle, BundleWriter, get_tensor, open_tensors, tensor_header
+from .base import (
+    Bundle,
+    BundleWriter,
+    expect_tensor,
+    get_tensor,
+    open_tensors,
+    tensor_header,
+)
 from .manifest import DAMAGED_FIX
 from .schema import check_generalization_meta, check_grid_meta
 
@@ -167,7 +174,8 @@ class GridBundle(Bundle):
         if name == "labels":
             return "I8", [None]
         if name == "scores":
-            rows = tensor_header(f, "test_rows", path)[0] if "test_rows" in f.keys() else [None] * 2
+            rows = tensor_header(f, "test_rows", path)[0] if "test_rows" in f.keys() else []
+            rows = rows if len(rows) == 2 else [None, None]  # a bad test_rows is its own error
             return "F32", [rows[0], L, P, rows[1]]
         return None, None
 
@@ -182,14 +190,18 @@ class GridBundle(Bundle):
                 if name in self.tensor_names and self.tensor(name).max(initial=-1) >= n:
                     raise UserError(str(self.path / GRID_TENSORS), f"{name} points past the "
                                     f"{n} labelled examples", DAMAGED_FIX)
+        self.grid_values  # noqa: B018  (empty cells have their reasons)
+
+    def _check_empty_cells(self, values: np.ndarray) -> None:
+        """Every cell without a value is listed in nan_reasons (when the grid has the list)."""
+        if "nan_reasons" not in self.meta:
+            return
         listed = set(self.reasons())
-        for metric in self.metrics[:1]:
-            empty = np.argwhere(np.isnan(self.metric(metric)))
-            for i, j in empty:
-                if (self.layers[i], self.positions[j]) not in listed and "nan_reasons" in self.meta:
-                    raise UserError(str(self.path / GRID_META), f"cell layer {self.layers[i]}, "
-                                    f"{self.positions[j]} is empty but nan_reasons does not "
-                                    "say why", DAMAGED_FIX)
+        for i, j in np.argwhere(np.isnan(values)):
+            if (self.layers[i], self.positions[j]) not in listed:
+                raise UserError(str(self.path / GRID_META), f"cell layer {self.layers[i]}, "
+                                f"{self.positions[j]} is empty but nan_reasons does not say "
+                                "why", DAMAGED_FIX)
 
     def metric(self, name: str) -> np.ndarray:
         if name not in self.metrics:
@@ -212,12 +224,25 @@ class GridBundle(Bundle):
             out[(int(item["layer"]), str(item["position"]))] = str(item["reason"])
         return out
 
+    def check_headers(self) -> None:
+        """Every tensor's dtype and shape against the format, from the header alone."""
+        path = self.member(GRID_TENSORS)
+        with open_tensors(path) as f:
+            for name in f.keys():
+                dtype, shape = self._spec(f, name, path)
+                if dtype is not None:
+                    expect_tensor(f, name, path, dtype, shape)
+
     @cached_property
     def grid_values(self) -> GridValues:
-        """Every metric with its interval and seed spread, read once."""
+        """Every metric with its interval and seed spread, read once (after every tensor
+        header was checked)."""
+        self.check_headers()
         values, intervals, spread = {}, {}, {}
         for name in self.metrics:
             values[name] = self.metric(name)
+            if name == self.metrics[0]:
+                self._check_empty_cells(values[name])
             bounds = self.interval(name)
             if bounds is not None:
                 intervals[name] = bounds

@@ -5,6 +5,7 @@ Only the standard library is used here so that reading a manifest is instant.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -72,6 +73,8 @@ def load_manifest_json(root: Path) -> dict:
         raise UserError(str(path), "manifest is not UTF-8 text", DAMAGED_FIX) from None
     except json.JSONDecodeError as exc:
         raise UserError(str(path), f"invalid JSON (line {exc.lineno}: {exc.msg})", DAMAGED_FIX) from None
+    except RecursionError:
+        raise UserError(str(path), "JSON nested too deeply", DAMAGED_FIX) from None
     if not isinstance(manifest, dict):
         raise UserError(str(path), "manifest is not a JSON object", DAMAGED_FIX)
     return manifest
@@ -89,7 +92,7 @@ def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: 
     for name in sorted(names):
         path = root / name
         files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    return {
+    return seal({
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -97,7 +100,33 @@ def build_manifest(root: Path, kind: str, bundle_id: str, created: str, writer: 
         "created": created,
         "writer": writer,
         "files": files,
-    }
+    })
+
+
+SEAL = "manifest_sha256"
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's content without its seal: keys sorted, no spaces, UTF-8."""
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """The manifest with its own checksum, so a changed byte in it is noticed too."""
+    return {**manifest, SEAL: manifest_digest(manifest)}
+
+
+def check_seal(manifest: dict, where: str) -> None:
+    """Refuse a manifest (format 1.1 and later) whose content does not match its seal."""
+    if SEAL not in manifest:
+        if parse_version(manifest.get("format_version"), where) >= (1, 1):
+            raise UserError(where, f"lacks {SEAL!r}", DAMAGED_FIX)
+        return
+    if manifest[SEAL] != manifest_digest(manifest):
+        raise UserError(where, f"{SEAL} does not match the manifest (it was changed or "
+                        "damaged)", DAMAGED_FIX)
 
 
 def write_json_atomic(path: Path, obj: object) -> None:

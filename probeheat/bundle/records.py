@@ -74,6 +74,8 @@ def _problem(record: Any) -> str | None:
         return f"record {record['index']}: id {record['id']!r} is not a string"
     if not isinstance(record["correct"], bool):
         return f"record {record['index']}: 'correct' is {record['correct']!r}, not true/false"
+    if "synthetic" in record and not isinstance(record["synthetic"], bool):
+        return f"record {record['index']}: 'synthetic' is not true/false"
     for key, types in _TYPES.items():
         if key in record and not isinstance(record[key], types):
             return f"record {record['index']}: {key!r} has the wrong type"

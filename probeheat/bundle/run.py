@@ -108,6 +108,12 @@ class RunBundle(Bundle):
         return [n[: -len(".json")] for n in names if SHARD_RE.match(n.split("/")[-1])]
 
     def _shard_records(self, stem: str) -> list[Record]:
+        cache = self.__dict__.setdefault("_records_of", {})
+        if stem not in cache:
+            cache[stem] = self._read_shard_records(stem)
+        return cache[stem]
+
+    def _read_shard_records(self, stem: str) -> list[Record]:
         where = str(self.path / f"{stem}.json")
         data = read_json(self.member(f"{stem}.json"))
         if not isinstance(data, dict) or "records" not in data:
@@ -119,15 +125,29 @@ class RunBundle(Bundle):
         """Every shard, its tensors' dtypes and shapes, index and mask checked once."""
         return [self._check_shard(stem) for stem in self.shards]
 
+    def _check_header(self, f, path: Path, n: int) -> None:
+        P, d = len(self.positions), self.hidden_size
+        for site, layers in self.sites.items():
+            for layer in layers:
+                expect_tensor(f, tensor_name(site, layer), path, SAFETENSORS_DTYPES[self.dtype],
+                              [n, P, d])
+        expect_tensor(f, "index", path, "I64", [n])
+        expect_tensor(f, "mask", path, "U8", [n, P])
+
+    def check_headers(self) -> None:
+        """Every shard's tensor header against the metadata, without hashing the data (what
+        `inspect` checks: it reads no activation)."""
+        for stem in self.shards:
+            path = self.member(f"{stem}.safetensors", checksum=False)
+            with open_tensors(path) as f:
+                self._check_header(f, path, len(self._shard_records(stem)))
+
     def _check_shard(self, stem: str) -> Shard:
         records = self._shard_records(stem)
         path = self.member(f"{stem}.safetensors")
-        n, P, d = len(records), len(self.positions), self.hidden_size
+        n, P = len(records), len(self.positions)
         with open_tensors(path) as f:
-            for site, layers in self.sites.items():
-                for layer in layers:
-                    expect_tensor(f, tensor_name(site, layer), path,
-                                  SAFETENSORS_DTYPES[self.dtype], [n, P, d])
+            self._check_header(f, path, n)
             index = get_tensor(f, "index", path, "I64", [n])
             mask = get_tensor(f, "mask", path, "U8", [n, P]).astype(bool)
         if index.tolist() != [r["index"] for r in records]:
@@ -141,11 +161,15 @@ class RunBundle(Bundle):
 
     @cached_property
     def _order(self) -> tuple[list[Record], np.ndarray]:
-        records = [r for shard in self.checked_shards for r in shard.records]
+        """Records in row order, and the order that puts shard rows there (JSON only)."""
+        records = [r for stem in self.shards for r in self._shard_records(stem)]
         check_complete(records, self.positions, str(self.path))
+        where = str(self.path / RUN_META)
         if len(records) != self.n_examples:
-            raise UserError(str(self.path / RUN_META), f"n_examples is {self.n_examples} but "
-                            f"the shards hold {len(records)}", DAMAGED_FIX)
+            raise UserError(where, f"n_examples is {self.n_examples} but the shards hold "
+                            f"{len(records)}", DAMAGED_FIX)
+        if sum(r["correct"] for r in records) != self.meta["n_correct"]:
+            raise UserError(where, "n_correct disagrees with the records", DAMAGED_FIX)
         indices = np.array([r["index"] for r in records], dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         return [records[i] for i in order], order
@@ -157,6 +181,7 @@ class RunBundle(Bundle):
     def check_all(self) -> None:
         """Check every shard and record against the metadata (verify)."""
         self.records()
+        self.checked_shards  # noqa: B018  (tensor headers, index and mask of every shard)
 
     def labels(self) -> np.ndarray:
         """1 where the model's answer was wrong, 0 where it was right, in records() order."""
@@ -174,8 +199,8 @@ class RunBundle(Bundle):
                             f"layers here: {self.sites.get(site, [])}")
         xs = []
         name = tensor_name(site, layer)
-        order = self._order[1]  # checks every shard before any value is read
-        for shard in self.checked_shards:
+        order = self._order[1]
+        for shard in self.checked_shards:  # every shard checked before any value is read
             with open_tensors(shard.path) as f:
                 x = get_tensor(f, name, shard.path)
                 xs.append(x.astype(np.float32) if as_float32 else x)

@@ -100,20 +100,6 @@ def list_of(item: Check, *, unique: bool = False, nonempty: bool = False) -> Che
     return check
 
 
-def object_with(fields: dict[str, Check]) -> Check:
-    """A JSON object whose listed keys exist and pass their checks (other keys allowed)."""
-    def check(v):
-        if not isinstance(v, dict):
-            return f"{_short(v)} is not an object"
-        for key, field_check in fields.items():
-            if key not in v:
-                return f"lacks {key!r}"
-            if problem := field_check(v[key]):
-                return f"{key!r}: {problem}"
-        return None
-    return check
-
-
 def _short(v) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -141,15 +127,52 @@ def _file_entry(v) -> str | None:
         return "is not an object"
     if not isinstance(v.get("sha256"), str) or not _HEX64.match(v["sha256"]):
         return "sha256 is not 64 hex digits"
-    return is_int(-1)(v.get("size"))  # -1: size unknown (a migrated version-0 manifest)
+    problem = is_int(-1)(v.get("size"))  # -1: size unknown (a migrated version-0 manifest)
+    return f"size {problem}" if problem else None
 
 
 def check_manifest_fields(manifest: dict, where: str) -> None:
-    require(manifest, {"kind": is_str, "files": lambda v: None if isinstance(v, dict)
-                       else "is not an object"}, where, optional={"id": is_str})
+    require(manifest, {"kind": is_str, "format_version": is_str,
+                       "files": lambda v: None if isinstance(v, dict) else "is not an object"},
+            where, optional={"id": is_str, "created": is_str, "writer": is_str})
     for name, entry in manifest["files"].items():
         if problem := _file_entry(entry):
             raise UserError(where, f"entry for {name!r}: {problem}", DAMAGED_FIX)
+
+
+def nullable(check: Check) -> Check:
+    return lambda v: None if v is None else check(v)
+
+
+def is_number(v) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool)
+    return None if ok else f"{_short(v)} is not a number"
+
+
+def obj(required: dict[str, Check] | None = None,
+        optional: dict[str, Check] | None = None) -> Check:
+    """A JSON object: required keys present and right, optional keys right where present."""
+    def check(v):
+        if not isinstance(v, dict):
+            return f"{_short(v)} is not an object"
+        for key, field_check in (required or {}).items():
+            if key not in v:
+                return f"lacks {key!r}"
+            if problem := field_check(v[key]):
+                return f"{key!r}: {problem}"
+        for key, field_check in (optional or {}).items():
+            if key in v and (problem := field_check(v[key])):
+                return f"{key!r}: {problem}"
+        return None
+    return check
+
+
+def pair_of(first: Check, second: Check) -> Check:
+    def check(v):
+        if not isinstance(v, list) or len(v) != 2:
+            return f"{_short(v)} is not a pair"
+        return first(v[0]) or second(v[1])
+    return check
 
 
 def _sites(v) -> str | None:
@@ -161,6 +184,17 @@ def _sites(v) -> str | None:
     return None
 
 
+STR, OPT_STR, INT, BOOL = is_str, nullable(is_str), is_int(), is_bool
+STRINGS = lambda v: None if isinstance(v, dict) and all(  # noqa: E731
+    isinstance(x, str) for x in v.values()) else f"{_short(v)} is not an object of strings"
+
+MODEL = obj(optional={"model_id": STR, "revision": OPT_STR, "source": STR, "architecture": STR,
+                      "model_type": OPT_STR, "n_layers": is_int(0), "hidden_size": is_int(1),
+                      "is_chat": BOOL, "dtype": STR, "device": STR, "n_parameters": is_int(0),
+                      "id": STR, "name": STR})
+DATASET = obj(optional={"name": STR, "source": STR, "license": STR, "content_hash": STR,
+                        "n_rows": is_int(0), "skipped": list_of(pair_of(INT, STR)),
+                        "limit": nullable(is_int(1)), "seed": INT})
 RUN_FIELDS: dict[str, Check] = {
     "positions": list_of(is_str, unique=True, nonempty=True),
     "layers": list_of(is_int(0), unique=True, nonempty=True),
@@ -169,8 +203,18 @@ RUN_FIELDS: dict[str, Check] = {
     "dtype": one_of(*STORE_DTYPES),
 }
 RUN_FINISHED: dict[str, Check] = {"n_examples": is_int(0), "n_correct": is_int(0)}
-RUN_OPTIONAL: dict[str, Check] = {"model": lambda v: None if isinstance(v, dict | str | type(None))
-                                  else f"{_short(v)} is not an object"}
+RUN_OPTIONAL: dict[str, Check] = {
+    "id": STR, "fingerprint": STR, "model": MODEL, "dataset": DATASET, "created": STR,
+    "finished": STR, "synthetic": BOOL, "layer_meaning": STR, "compute_dtype": STR, "seed": INT,
+    "grader": STR, "exact_answer_policy": STR, "extractor_model": OPT_STR, "versions": STRINGS,
+    "command": list_of(STR),
+    "tokenizer": obj(optional={"id": STR, "class": STR, "chat_template": BOOL,
+                               "vocab_size": is_int(0), "padding": STR}),
+    "prompt": obj(optional={"template": STR, "kind": STR, "few_shot": list_of(pair_of(STR, STR)),
+                            "stop_on_newline": BOOL}),
+    "generation": obj(optional={"greedy": BOOL, "max_new_tokens": is_int(1),
+                                "batch_size": is_int(1), "capture": STR}),
+}
 
 
 def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
@@ -181,9 +225,14 @@ def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
         raise UserError(where, "'layers' and sites.resid differ", DAMAGED_FIX)
 
 
-_CELL = object_with({"layer": is_int(), "position": is_str, "reason": is_str})
-_SPLIT = object_with({"train_ids": list_of(is_str), "test_ids": list_of(is_str)})
-_RUN_REF = object_with({"id": is_str, "path": is_str})
+_CELL = obj({"layer": INT, "position": STR, "reason": STR})
+_SPLIT = obj({"train_ids": list_of(STR), "test_ids": list_of(STR)}, {"seed": nullable(INT)})
+_RUN_REF = obj({"id": STR, "path": STR}, {"content_hash": STR})
+PROBE = obj(optional={
+    "solver": STR, "objective": STR, "C": is_number, "standardize": BOOL, "preset": OPT_STR,
+    "test_fraction": nullable(is_number), "seeds": list_of(INT), "site": STR, "tol": is_number,
+    "max_iter": is_int(1), "interval": STR, "min_train_per_class": is_int(0),
+    "min_test_per_class": is_int(0), "transfer": STR})
 
 GRID_FIELDS: dict[str, Check] = {
     "layers": list_of(is_int(), unique=True, nonempty=True),
@@ -191,8 +240,11 @@ GRID_FIELDS: dict[str, Check] = {
     "metrics": list_of(is_str, unique=True, nonempty=True),
 }
 GRID_OPTIONAL: dict[str, Check] = {
-    "nan_reasons": list_of(_CELL), "splits": list_of(_SPLIT), "run": _RUN_REF,
-    "label": one_of("incorrect"),
+    "id": STR, "nan_reasons": list_of(_CELL), "splits": list_of(_SPLIT), "run": _RUN_REF,
+    "train_run": _RUN_REF, "test_run": _RUN_REF, "train_dataset": DATASET,
+    "label": one_of("incorrect"), "label_meaning": STR, "score": STR, "title": STR, "probe": PROBE,
+    "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
+    "not_converged": list_of(obj({"layer": INT, "position": STR}, {"seed": nullable(INT)})),
 }
 
 
@@ -200,7 +252,9 @@ def check_grid_meta(meta: dict, where: str) -> None:
     require(meta, GRID_FIELDS, where, GRID_OPTIONAL)
 
 
-_GEN_RUN = object_with({"name": is_str})
+_GEN_RUN = obj({"name": STR}, {"id": STR, "path": STR, "content_hash": STR, "layer": INT,
+                             "position": STR, "best_auc": nullable(is_number),
+                             "dataset": nullable(DATASET)})
 
 
 def check_generalization_meta(meta: dict, where: str) -> None:

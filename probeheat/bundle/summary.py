@@ -30,6 +30,8 @@ def summarize(bundle: Bundle) -> dict:
         "bytes": _size(bundle),
     }
     if bundle.kind == "run":
+        bundle.records()  # the records agree with run.json (JSON only; no activations read)
+        bundle.check_headers()
         n, correct = int(meta.get("n_examples", 0)), int(meta.get("n_correct", 0))
         out.update({
             "model": _name(meta.get("model"), "model_id", "id"),

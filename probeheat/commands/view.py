@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "browse bundles and look at grids as heatmaps in the terminal"
+BUNDLE_FILES = ("run.json", "grid.json", "generalization.json", "shards")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +27,14 @@ def check_paths(paths) -> None:
     from pathlib import Path
 
     from probeheat.bundle import open_bundle
+    from probeheat.bundle.manifest import DAMAGED_FIX
     from probeheat.errors import UserError
 
     folders = [p for p in paths if Path(p).is_dir() and not (Path(p) / "manifest.json").exists()]
+    for folder in folders:  # a bundle that lost its manifest is damage, not a folder to browse
+        if any((Path(folder) / name).exists() for name in BUNDLE_FILES):
+            raise UserError(str(folder), "looks like a bundle but has no manifest.json",
+                            DAMAGED_FIX)
     if folders and len(paths) > 1:
         raise UserError(str(folders[0]), "is a folder of bundles, not a bundle",
                         "pass one folder to browse, or bundle folders to open")

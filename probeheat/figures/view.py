@@ -88,7 +88,7 @@ def grid_view(grid: GridBundle, options: FigureOptions | None = None, *,
 def _cells(grid: GridBundle, metric: str, layers: list[int], positions: list[str]) -> np.ndarray:
     rows = [grid.layers.index(x) for x in layers]
     cols = [grid.positions.index(p) for p in positions]
-    return grid.metric(metric)[np.ix_(rows, cols)]
+    return grid.grid_values.metric(metric)[np.ix_(rows, cols)]
 
 
 def _diff_range(values: np.ndarray, vmin, vmax) -> tuple[float, float]:

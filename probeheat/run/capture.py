@@ -195,6 +195,9 @@ class CaptureEngine:
         self._newline: dict[int, bool] = {}
         params = inspect.signature(self.model.forward).parameters
         self._keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        # transformers >= 5.24 names the KV cache `cache` (argument and output) and warns
+        # about `past_key_values`, which older releases use.
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         for site in self.sites:
             if site != "resid":
                 _submodule(self.layers[0], site)  # fail now, not mid-run
@@ -269,7 +272,7 @@ class CaptureEngine:
         logps: list[list[float]] = [[] for _ in range(n)]
         reasons: list[str | None] = [None] * n
         rows = list(range(n))  # batch slot -> original row
-        logits, past = out.logits[:, -1, :], out.past_key_values
+        logits, past = out.logits[:, -1, :], self._cache_of(out)
         for step in range(max_new_tokens):
             tok = logits.float().argmax(-1)
             lp = torch.log_softmax(logits.float(), -1).gather(1, tok[:, None])[:, 0]
@@ -287,7 +290,7 @@ class CaptureEngine:
             rows, past, (tok, mask, lens) = _select(feed, rows, past, tok, mask, lens)
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             out = self._forward(tok[:, None].to(mask.device), mask, (lens + step)[:, None], past)
-            logits, past = out.logits[:, -1, :], out.past_key_values
+            logits, past = out.logits[:, -1, :], self._cache_of(out)
             if rec:
                 rec.flush_step(rows)
             alive = [i for i, b in enumerate(rows) if reasons[b] is None]
@@ -310,7 +313,10 @@ class CaptureEngine:
 
     def _forward(self, ids, mask, positions, past):
         return self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                          past_key_values=past, use_cache=True, **self._keep_kw)
+                          use_cache=True, **{self._cache_kw: past}, **self._keep_kw)
+
+    def _cache_of(self, out):
+        return getattr(out, self._cache_kw)
 
     # -- re-forward ---------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..bundle import RunAlreadyComplete, RunWriter
 from ..bundle.base import now_iso
@@ -111,7 +113,6 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
 
     cfg = ctx.cfg
     done = writer.done_records()
-    todo = dist.mine([i for i in range(len(ctx.dataset.examples)) if i not in done])
     ctx.engine = CaptureEngine(ctx.loaded, sites=tuple(cfg.sites), mode=cfg.capture,
                                max_new_tokens=cfg.max_new_tokens,
                                stop_on_newline=ctx.prompts.stop_on_newline,
@@ -120,7 +121,7 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
     before = Totals(done_before=len(done), correct_before=sum(done.values()))
     started = time.perf_counter()
     try:
-        totals = capture_all(ctx, writer, todo, before)
+        totals = capture_all(ctx, writer, batches_to_do(ctx, dist, done), before)
     except BaseException:
         writer.close()  # the partial stays for --resume; the lock goes
         raise
@@ -132,25 +133,47 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
     return path
 
 
-def capture_all(ctx: RunContext, writer: RunWriter, todo: list[int], totals: Totals) -> Totals:
-    """Generate, grade, locate and gather for every example to do; write shards as they fill."""
+def batches_to_do(ctx: RunContext, dist: Dist, done) -> list[tuple[list[int], list[bool]]]:
+    """This rank's batches as an uninterrupted run forms them, with the rows still to do.
+
+    Batches are always cut from the rank's whole share, never from what is left after a
+    resume: a row's arithmetic (its padding, its batch neighbours) is then the same however
+    often the run was interrupted, so a resumed run's activations equal an uninterrupted
+    run's bit for bit. A batch interrupted half way is answered whole again; only its new
+    rows are kept.
+    """
     from .capture import length_batches
 
+    mine = dist.mine(range(len(ctx.dataset.examples)))
+    out = []
+    for batch in length_batches([len(ctx.prompts.ids[i]) for i in mine], ctx.cfg.batch_size):
+        rows = [mine[r] for r in batch]
+        keep = [i not in done for i in rows]
+        if any(keep):
+            out.append((rows, keep))
+    return out
+
+
+def capture_all(ctx: RunContext, writer: RunWriter, batches, totals: Totals) -> Totals:
+    """Generate, grade, locate and gather for every example to do; write shards as they fill."""
     cfg, pending = ctx.cfg, Pending()
     dtype = numpy_dtype(ctx.meta["dtype"])
-    bar = Progress("run", len(todo), mode=cfg.progress_mode, interval=cfg.log_interval,
-                   totals=totals, show_accuracy=True)
+    bar = Progress("run", sum(sum(keep) for _, keep in batches), mode=cfg.progress_mode,
+                   interval=cfg.log_interval, totals=totals, show_accuracy=True)
     with bar:
-        for batch_rows in length_batches([len(ctx.prompts.ids[i]) for i in todo], cfg.batch_size):
-            rows = [todo[r] for r in batch_rows]
-            batch = ctx.engine.generate([ctx.prompts.ids[i] for i in rows],
-                                        on_progress=lambda n, t: bar.advance(n, tokens=t))
+        for rows, keep in batches:
+            whole = all(keep)  # rows count as they finish; a re-done batch counts at its end
+            batch = ctx.engine.generate([ctx.prompts.ids[i] for i in rows], on_progress=(
+                lambda n, t: bar.advance(n, tokens=t)) if whole else None)
             records = answer_records(ctx, rows, batch)
             acts, mask = batch.gather([r["positions"] for r in records], ctx.names)
-            pending.add(records, {f"{site}.{k}": acts[site][:, j].astype(dtype)
-                                  for site, layers in ctx.meta["sites"].items()
-                                  for j, k in enumerate(layers)}, mask)
-            bar.advance(0, correct=sum(r["correct"] for r in records))
+            new = np.flatnonzero(keep)
+            pending.add([records[k] for k in new],
+                        {f"{site}.{k}": acts[site][new, j].astype(dtype)
+                         for site, layers in ctx.meta["sites"].items()
+                         for j, k in enumerate(layers)}, mask[new])
+            bar.advance(0 if whole else len(new), tokens=0 if whole else batch.n_tokens,
+                        correct=sum(records[k]["correct"] for k in new))
             while pending.n >= cfg.shard_size:
                 flush(writer, pending, cfg.shard_size, bar)
         flush(writer, pending, pending.n, bar)
