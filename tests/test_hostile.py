@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import needs_builtin
 from hostile import cli, copy_sample, edit_json, first_shard, refresh_manifest, set_header
 from safetensors.numpy import load_file, save_file
 
@@ -304,3 +305,22 @@ def test_dataset_paths_that_are_not_files_are_refused(tmp_path, make, expected):
     make(path)
     with pytest.raises(UserError, match=expected):
         load_dataset(str(path))
+
+
+@needs_builtin
+def test_ctrl_c_while_the_demo_loads_its_model_is_one_line(tmp_path, builtin_folder):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "probeheat.demo", "--limit", "2", "--root",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ})
+    time.sleep(2.5)  # importing torch / loading the model
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        "probeheat demo: interrupted")

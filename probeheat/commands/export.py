@@ -75,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     check_syntax(args.positions, "--positions", layers=False)
     check_not_inside(args.output, [Path(p) for p in args.bundles]
                      + ([Path(args.diff)] if args.diff else []), where="-o")
+    look = _options(args, "Token", "Layer", "single")  # every look option, before any bundle
+    look.size(), look.checked_dpi(), look.check_texts()
+    if args.vmin is not None and args.vmax is not None:
+        look.color_range()
     bundles = [open_bundle(p) for p in args.bundles]
     kinds = {b.kind for b in bundles}
     if kinds == {"generalization"}:

@@ -68,8 +68,8 @@ def generalize(runs, out, *, layers=None, positions=None, settings: ProbeSetting
         raise UserError("runs", f"need at least 2 run bundles, got {len(runs)}",
                         "pass two or more runs of the same model")
     check_not_inside(Path(out), [Path(r) for r in runs])
-    opened = [open_run(r) for r in runs]
     check_destination(Path(out), overwrite)
+    opened = [open_run(r) for r in runs]
     for k, run in enumerate(opened):
         for other in opened[k + 1:]:
             check_compatible([run, other], same_positions=False)

@@ -237,8 +237,8 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     """
     out_path = Path(out_path)
     check_not_inside(out_path, [Path(run_path)])
+    check_destination(out_path, overwrite)  # before any bundle is read, let alone fitted
     run = open_run(run_path)
-    check_destination(out_path, overwrite)  # before minutes of fitting, not after
     settings = settings or probe_settings(**settings_kwargs)
     res = probe_run(run, layers=layers, positions=positions, settings=settings,
                     progress=progress)

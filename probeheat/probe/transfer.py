@@ -65,8 +65,8 @@ def make_transfer_grid(train_run, test_run, out, *, layers=None, positions=None,
     """
     out = Path(out)
     check_not_inside(out, [Path(train_run), Path(test_run)])
-    run_a, run_b = open_run(train_run), open_run(test_run)
     check_destination(out, overwrite)
+    run_a, run_b = open_run(train_run), open_run(test_run)
     check_compatible([run_a, run_b], same_positions=positions is None)
     settings = settings or probe_settings()
     layer_list = choose_layers(run_a, layers, settings.site)
