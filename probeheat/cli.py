@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"probeheat {args.command}: {interrupted_line(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `probeheat inspect ... | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

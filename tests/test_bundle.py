@@ -31,6 +31,7 @@ from probeheat.bundle.migrate import (
     upgrade,
     v0_to_v1,
     v1_0_to_v1_1,
+    v1_1_to_v1_2,
 )
 from probeheat.errors import UserError
 from probeheat.synthetic import write_synthetic_run
@@ -230,7 +231,7 @@ def test_v0_manifest_is_migrated_in_memory(sample_grid, tmp_path):
 
 def test_every_migration_step_is_registered_and_tested():
     assert MIGRATIONS == {0: v0_to_v1}
-    assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1}
+    assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1, (1, 1): v1_1_to_v1_2}
 
 
 def test_a_1_0_grid_with_an_absolute_run_path_reads_as_relative(tmp_path):

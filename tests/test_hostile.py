@@ -318,7 +318,9 @@ def test_ctrl_c_while_the_demo_loads_its_model_is_one_line(tmp_path, builtin_fol
     proc = subprocess.Popen([sys.executable, "-m", "probeheat.demo", "--limit", "2", "--root",
                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ})
-    time.sleep(2.5)  # importing torch / loading the model
+    first = proc.stderr.readline()  # "loading smollm2-135m-instruct ...": the model loads now
+    assert first.startswith("loading"), first
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -37,6 +37,17 @@ GEN_META = "generalization.json"
 GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
 UNIT_METRICS = ("auc", "accuracy")  # values in [0, 1]
+PAIRED = ("p_vs_baseline", "q_vs_baseline", "delta_vs_baseline")  # [L, P]
+# baselines and controls (FORMAT.md): dtype and dims; S, K: any (checked against each other
+# by their writer), B: the number of baselines grid.json names
+EVIDENCE = {
+    "baseline_auc": ("F64", "B"), "baseline_auc_lo": ("F64", "B"),
+    "baseline_auc_hi": ("F64", "B"), "baseline_auc_by_seed": ("F64", "SB"),
+    "baseline_n_test": ("I64", "SB"), "baseline_sign": ("I8", "SB"),
+    "baseline_scores": ("F32", "SBK"), "perm_auc": ("F64", "PK"), "perm_layer": ("I64", "P"),
+}
+PROBABILITIES = ("baseline_auc", "baseline_auc_lo", "baseline_auc_hi", "baseline_auc_by_seed",
+                 "perm_auc", "p_vs_baseline", "q_vs_baseline")
 
 
 def best_index(values: np.ndarray) -> tuple[int, int] | None:
@@ -162,9 +173,13 @@ class GridBundle(Bundle):
         """(dtype, shape) FORMAT.md gives a grid tensor; (None, None) for tensors it does not
         name (a reader ignores those)."""
         L, P = len(self.layers), len(self.positions)
+        B = len((self.meta.get("baselines") or {}).get("names") or []) or None
         base = name.rsplit("_", 1)[0] if name.endswith(("_lo", "_hi", "_std")) else name
-        if base in self.metrics:
+        if base in self.metrics or name in PAIRED:
             return "F64", [L, P]
+        if name in EVIDENCE:
+            dtype, dims = EVIDENCE[name]
+            return dtype, [{"L": L, "P": P, "B": B}.get(d) for d in dims]
         if name.endswith("_by_seed") and name[: -len("_by_seed")] in self.metrics:
             return "F64", [None, L, P]
         if name in COUNT_NAMES:
@@ -339,6 +354,12 @@ def check_values(name: str, values: np.ndarray, metrics: list[str], path: Path) 
         elif base in UNIT_METRICS and not name.endswith("_std") and (
                 (finite < 0).any() or (finite > 1).any()):
             problem = "holds values outside [0, 1]"
+    elif name in PROBABILITIES and values.size:
+        finite = values[~np.isnan(values)]
+        if (finite < 0).any() or (finite > 1).any():
+            problem = "holds values outside [0, 1]"
+    elif name == "baseline_sign" and values.size and not np.isin(values, (-1, 0, 1)).all():
+        problem = "holds signs other than -1, 0 and 1"
     elif name == "labels" and values.size and not np.isin(values, (0, 1)).all():
         problem = "holds labels other than 0 and 1"
     elif name in COUNT_NAMES and values.size and values.min() < 0:

@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..hashing import sha256_file
 
 FORMAT_NAME = "probeheat-bundle"
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 MANIFEST = "manifest.json"
 KINDS = ("run", "grid", "generalization")
 # Readers only ever open these file types; anything else in a bundle is reported, never loaded.

@@ -71,10 +71,26 @@ def v1_0_to_v1_1(kind: str, meta: dict, root: Path) -> dict:
     return meta
 
 
+def v1_1_to_v1_2(kind: str, meta: dict, root: Path) -> dict:
+    """1.2 runs store baselines (token log-probabilities, p(True), categories) and the
+    exact-answer rule; grids store baseline and control results. Older bundles say why
+    they have none."""
+    meta = dict(meta)
+    absent = "written by format 1.1 or older, before probeheat stored baselines"
+    if kind == "run":
+        meta.setdefault("baselines", {"absent": absent, "category_column": None,
+                                      "group_column": None})
+        meta.setdefault("exact_answer_rule", "study")
+    elif kind == "grid":
+        meta.setdefault("baselines", {"absent": absent})
+    return meta
+
+
 # MINOR_MIGRATIONS[(major, minor)] turns the metadata (run.json, grid.json, ...) of that
 # version into the next minor version's, in memory.
 MINOR_MIGRATIONS: dict[tuple[int, int], Callable[[str, dict, Path], dict]] = {
     (1, 0): v1_0_to_v1_1,
+    (1, 1): v1_1_to_v1_2,
 }
 
 

@@ -38,6 +38,12 @@ class Record(TypedDict):
     stop_reason: NotRequired[str]
     positions: NotRequired[dict[str, int]]
     missing: NotRequired[dict[str, str]]
+    clamped: NotRequired[list[str]]
+    generated_ids: NotRequired[list[int]]
+    token_logprobs: NotRequired[list[float]]
+    p_true: NotRequired[dict[str, float | None]]
+    category: NotRequired[str | None]
+    group: NotRequired[str | None]
 
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -46,7 +52,8 @@ _OPTIONAL_STR = (str, type(None))
 _TYPES: dict[str, tuple[type, ...]] = {
     "question": _STR, "prompt": _STR, "answer": _STR, "grader": _STR,
     "matched_alias": _OPTIONAL_STR, "exact_answer": _OPTIONAL_STR,
-    "exact_answer_source": _STR, "stop_reason": _STR,
+    "exact_answer_source": _STR, "stop_reason": _STR, "category": _OPTIONAL_STR,
+    "group": _OPTIONAL_STR,
 }
 
 
@@ -102,6 +109,30 @@ def _problem_in_positions(record: dict) -> str | None:
     if "answers" in record and not (isinstance(record["answers"], list)
                                     and all(isinstance(a, str) for a in record["answers"])):
         return f"record {i}: 'answers' is not a list of strings"
+    return _problem_in_baselines(record)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _problem_in_baselines(record: dict) -> str | None:
+    i, n = record["index"], record.get("gen_len")
+    for key, ok in (("generated_ids", _is_int), ("token_logprobs", _is_number)):
+        values = record.get(key, [])
+        if not isinstance(values, list) or not all(ok(v) for v in values):
+            return f"record {i}: {key!r} is not a list of numbers"
+        if key in record and n is not None and len(values) != n:
+            return f"record {i}: {key!r} has {len(values)} entries for {n} generated tokens"
+    if any(v > 1e-9 for v in record.get("token_logprobs", [])):
+        return f"record {i}: 'token_logprobs' holds a log-probability above 0"
+    clamped = record.get("clamped", [])
+    if not isinstance(clamped, list) or not set(clamped) <= set(record.get("positions", {})):
+        return f"record {i}: 'clamped' names positions the record does not have"
+    p_true = record.get("p_true", {})
+    if not isinstance(p_true, dict) or not all(
+            v is None or (_is_number(v) and 0.0 <= v <= 1.0) for v in p_true.values()):
+        return f"record {i}: 'p_true' is not an object of probabilities"
     return None
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .base import Bundle
 
 
@@ -45,17 +49,65 @@ def summarize(bundle: Bundle) -> dict:
             "dtype": bundle.dtype,
         })
     elif bundle.kind == "grid":
-        best = bundle.best_cell(bundle.metrics[0])
         out.update({
             "model": _name(meta.get("model"), "model_id", "id"),
             "dataset": _name(meta.get("dataset"), "name"),
             "run": meta.get("run", {}).get("id", "?"),
             "shape": f"{len(bundle.layers)} layers x {len(bundle.positions)} positions",
             "metrics": bundle.metrics,
-            "best_cell": None if best is None else
-            {"layer": best[0], "position": best[1], bundle.metrics[0]: round(best[2], 4)},
+            "best_cell": best_cell_summary(bundle),
             "nan_cells": len(meta.get("nan_reasons", [])),
+            "seeds": (meta.get("probe") or {}).get("seeds"),
+            **evidence(bundle),
         })
     else:
         out.update({"train_runs": bundle.train_names, "test_runs": bundle.test_names})
     return out
+
+
+def _r(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(value, 4)
+
+
+def best_cell_summary(grid) -> dict | None:
+    """The best cell with its interval, n, seed spread and the evidence stored beside it."""
+    values = grid.grid_values
+    metric = grid.metrics[0]
+    best = values.best_cell(metric)
+    if best is None:
+        return None
+    cell = {"layer": best.layer, "position": best.position, metric: round(best.value, 4)}
+    if metric in values.intervals:
+        cell["interval"] = [_r(b[best.row, best.col]) for b in values.intervals[metric]]
+    if metric in values.spread:
+        cell["spread_over_seeds"] = _r(values.spread[metric][best.row, best.col])
+    counts = grid.counts()
+    if "n_test" in counts:
+        cell["n_test"] = int(counts["n_test"][best.row, best.col])
+    for name in ("gain_layer0", "gain_baseline"):
+        if name in values.values:
+            cell[name] = _r(values.values[name][best.row, best.col])
+    for name in ("p_vs_baseline", "q_vs_baseline"):
+        if name in grid.tensor_names:
+            cell[name] = _r(grid.tensor(name)[best.row, best.col])
+    if "perm_auc" in grid.tensor_names:
+        null = grid.tensor("perm_auc")[best.col]
+        if np.isfinite(null).any():
+            cell["permutation_null"] = {"median": _r(np.nanmedian(null)),
+                                        "p95": _r(np.nanpercentile(null, 95)),
+                                        "k": int(np.isfinite(null).sum())}
+    return cell
+
+
+def evidence(grid) -> dict:
+    """The baselines a grid stored (AUC, interval, n) and those absent, with the reason."""
+    info = grid.meta.get("baselines") or {}
+    if "baseline_auc" not in grid.tensor_names:
+        return {"baselines": {"absent": info.get("absent", "the grid has no baselines")}}
+    auc, lo, hi = (grid.tensor(f"baseline_auc{s}") for s in ("", "_lo", "_hi"))
+    n = grid.tensor("baseline_n_test")[0]
+    table = {name: {"auc": _r(auc[k]), "interval": [_r(lo[k]), _r(hi[k])], "n_test": int(n[k])}
+             for k, name in enumerate(info.get("names", [])) if not math.isnan(auc[k])}
+    return {"baselines": {"scored": table, "best": info.get("best"),
+                          "absent": info.get("absent", {})}}

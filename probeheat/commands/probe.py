@@ -46,6 +46,17 @@ def add_arguments(p) -> None:
                    help="comma list of split seeds, e.g. 0,1,2 (mean and spread; default: 0)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of examples held out for testing (default: %(default)s)")
+    p.add_argument("--permutations", type=int, default=20,
+                   help="refits on permuted training labels at each position's best cell, for "
+                        "the null (default: %(default)s)")
+    p.add_argument("--correction", default="bh", choices=["bh", "holm"],
+                   help="multiple-comparison correction across cells: Benjamini-Hochberg or "
+                        "Holm (default: %(default)s)")
+    p.add_argument("--exclude-clamped", action="store_true",
+                   help="drop examples whose position a rule clamped (exact_answer_after_last "
+                        "when the answer ends at the exact answer)")
+    p.add_argument("--no-controls", action="store_true",
+                   help="skip baselines, the permutation null and the paired tests")
     add_probe_options(p)
 
 
@@ -66,8 +77,11 @@ def settings_of(args, with_split: bool = True):
     check_syntax(args.layers, "--layers", layers=True)
     check_syntax(args.positions, "--positions", layers=False)
 
-    split = {"seeds": parse_seeds(args.seeds), "test_fraction": args.test_fraction} \
-        if with_split else {}
+    split = {"seeds": parse_seeds(args.seeds), "test_fraction": args.test_fraction,
+             "permutations": getattr(args, "permutations", 20),
+             "correction": getattr(args, "correction", "bh"),
+             "exclude_clamped": getattr(args, "exclude_clamped", False),
+             "controls": not getattr(args, "no_controls", False)} if with_split else {}
     return probe_settings(C=args.C, standardize=not args.no_standardize,
                           preset="paper" if args.paper else None, site=args.site, **split)
 
@@ -103,10 +117,18 @@ def run(args) -> int:
 
 def report(path: Path, quiet: bool) -> None:
     from ..bundle import open_grid
-    from ..probe.report import best_cell_line
+    from ..probe.report import best_cell_line, comparison, table_lines
 
     grid = open_grid(path)
     if not quiet:
         print(f"wrote {path} ({len(grid.layers)} layers x {len(grid.positions)} positions); "
               f"{best_cell_line(grid.grid_values)}", file=sys.stderr)
+        for line in table_lines(comparison(grid)):
+            print("  " + line, file=sys.stderr)
+        absent = (grid.meta.get("baselines") or {}).get("absent") or {}
+        if isinstance(absent, str):
+            print(f"  baselines absent: {absent}", file=sys.stderr)
+        elif absent:
+            reasons = sorted(set(absent.values()))
+            print(f"  {len(absent)} baselines absent: {'; '.join(reasons)}", file=sys.stderr)
         print(f"view it: probeheat view {path}", file=sys.stderr)

@@ -52,6 +52,20 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    p.add_argument("--exact-answer", default="study", choices=["study", "symmetric"],
+                   help="study: a correct answer's span is its gold alias, a wrong one's comes "
+                        "from the extractor; symmetric: the extractor (or heuristic) finds every "
+                        "answer's span, so the span cannot depend on the label "
+                        "(default: %(default)s)")
+    p.add_argument("--category-column",
+                   help="column whose values group questions for the category baseline "
+                        "(default: the dataset's own; world-facts: relation)")
+    p.add_argument("--group-column",
+                   help="column of groups that never straddle a probe's train/test split "
+                        "(duplicate questions never do)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip storing token log-probabilities and p(True) (one forward per "
+                        "answer and per exact answer)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_log_options(p)
 
@@ -85,6 +99,8 @@ def run(args) -> int:
         missing_id=args.missing_id, resume=args.resume,
         overwrite=args.overwrite, quiet=args.quiet, threads=args.threads,
         progress=args.log_format, log_interval=args.log_interval, verbose=args.verbose,
+        exact_answer=args.exact_answer, category_column=args.category_column,
+        group_column=args.group_column, baselines=not args.no_baselines,
     )
     do_run(cfg, argv=["probeheat", *sys.argv[1:]])
     return 0

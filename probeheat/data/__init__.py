@@ -4,7 +4,10 @@
 - ``world-facts``: the built-in country questions (see `probeheat.data.world_facts`);
 - a path ending .jsonl/.json/.csv/.parquet with a question column and an answers column
   (a list of strings, or one string with aliases separated by ``|``);
-- ``hf:NAME[:CONFIG]``: a Hugging Face dataset (needs the `datasets` package and the hub).
+- ``hf:NAME[:CONFIG]``: a Hugging Face dataset (needs the `datasets` package and the hub);
+- a preset name (``triviaqa``, ``natural-questions``, ``hotpotqa``, ``movies``, ``winobias``,
+  ``imdb``): one of the study's datasets with its columns, prompt and grader (see
+  `probeheat.data.presets`; needs `datasets` and the hub).
 
 Examples are shuffled with ``random.Random(seed)`` and then cut to `limit`, so a run's
 examples are a pure function of (data, seed, limit). Bad rows are skipped and reported in
@@ -42,6 +45,15 @@ class Dataset:
     license: str
     grader: str
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+    category_column: str | None = None  # the column baselines group error rates by
+    template: str | None = None  # a prompt the dataset fixes (used under --template auto)
+
+    def columns(self) -> list[str]:
+        """The extra columns the examples carry (besides question, answers and id)."""
+        out: list[str] = []
+        for example in self.examples:
+            out += [k for k in example.meta if k not in out]
+        return out
 
 
 def _canonical_hash(rows: list[dict]) -> str:
@@ -143,7 +155,7 @@ def _world_facts() -> Dataset:
     rows, _dropped = world_facts.build()
     examples = [Example(r["id"], r["question"], r["answers"], r["meta"]) for r in rows]
     return Dataset(world_facts.NAME, examples, _canonical_hash(rows), world_facts.source(),
-                   world_facts.LICENSE, "alias_match")  # fmt: skip
+                   world_facts.LICENSE, "alias_match", category_column="relation")  # fmt: skip
 
 
 def _from_rows(rows, skipped, *, where, name, content_hash, source, license, columns):
@@ -157,6 +169,16 @@ def _from_rows(rows, skipped, *, where, name, content_hash, source, license, col
     return Dataset(name, examples, content_hash, source, license, "alias_match", skipped)
 
 
+def _check_preset_columns(spec: str, question_column, answers_column, id_column) -> None:
+    """A preset knows its own columns: renaming them is refused, not ignored."""
+    for flag, value, default in (("--question-column", question_column, "question"),
+                                 ("--answers-column", answers_column, "answers"),
+                                 ("--id-column", id_column, None)):
+        if value != default:
+            raise UserError(flag, f"does not apply to the preset {spec!r} (it knows its columns)",
+                            f"drop {flag}, or pass the data as a file")
+
+
 def load_dataset(
     spec: str,
     *,
@@ -165,11 +187,14 @@ def load_dataset(
     id_column: str | None = None,
     limit: int | None = None,
     seed: int | None = 0,
-    split: str = "validation",
+    split: str | None = None,
     missing_id: str = "skip",
 ) -> Dataset:
-    """Load, shuffle with `seed` (None keeps the source order), then keep `limit` examples."""
-    from probeheat.data import files
+    """Load, shuffle with `seed` (None keeps the source order), then keep `limit` examples.
+
+    `split` is the hub split of ``hf:`` specs (default validation) and presets (default
+    the preset's own, the study's training side)."""
+    from probeheat.data import files, presets
 
     if limit is not None and limit < 1:
         raise UserError("--limit", f"must be at least 1, got {limit}", "pass a positive number")
@@ -177,9 +202,13 @@ def load_dataset(
         raise UserError("--missing-id", f"unknown choice {missing_id!r}", "use skip or row")
     columns = dict(question_column=question_column, answers_column=answers_column,
                    id_column=id_column, missing_id=missing_id)  # fmt: skip
+    if spec in presets.PRESETS:
+        _check_preset_columns(spec, question_column, answers_column, id_column)
+        return presets.load_preset(spec, limit=limit, seed=seed, split=split)
     if spec in BUILTIN:
         ds = _world_facts()
     elif spec.startswith("hf:"):
+        split = split or "validation"
         rows, name = files.read_hf(spec, split)
         # the hub's files are not at hand: hash what was read (ids, questions, answers)
         ds = _from_rows(rows, [], where=spec, name=name, content_hash=None,

@@ -259,6 +259,9 @@ def _extracted(question: str, answer: str, extract_fn: ExtractFn):
 # --- putting it together ------------------------------------------------------------------
 
 
+POLICIES = ("study", "symmetric")
+
+
 def locate_exact_answer(
     tokenizer,
     gen_ids: Sequence[int],
@@ -267,30 +270,56 @@ def locate_exact_answer(
     question: str,
     extract_fn: ExtractFn | None = None,
 ) -> ExactAnswer:
-    """Find the exact answer and its generated-token span.
+    """The study's policy: a correct answer's span is its matched gold alias, a wrong
+    answer's comes from the extractor (or the heuristic).
 
+    The span choice depends on the label here, so a probe can read the label off the span
+    (which words it covers) even at layer 0; ``locate_exact_answer_symmetric`` cannot.
     `answer_text` is the decoded answer: ``decode(gen_ids, skip_special_tokens=True)`` or
     that text with surrounding whitespace stripped; `grade_result.char_span` refers to it.
     """
+    if grade_result.correct and grade_result.char_span is not None:
+        return _span_of(tokenizer, gen_ids, answer_text,
+                        ("alias", grade_result.char_span, None, None))
+    return _span_of(tokenizer, gen_ids, answer_text,
+                    _unlabelled(question, answer_text, extract_fn))
+
+
+def locate_exact_answer_symmetric(
+    tokenizer,
+    gen_ids: Sequence[int],
+    answer_text: str,
+    question: str,
+    extract_fn: ExtractFn | None = None,
+) -> ExactAnswer:
+    """The symmetric policy: the extractor (or the heuristic) finds the exact answer of
+    EVERY answer, right or wrong. It is given no grade, so the span cannot depend on the
+    label."""
+    return _span_of(tokenizer, gen_ids, answer_text,
+                    _unlabelled(question, answer_text, extract_fn))
+
+
+def _unlabelled(question: str, answer_text: str, extract_fn: ExtractFn | None):
+    """(source, [start, end) or None, text, reason) by the extractor or the heuristic."""
+    if extract_fn is not None:
+        found, text, reason = _extracted(question, answer_text, extract_fn)
+        return "extractor", found, text, reason
+    found = heuristic_exact_answer(question, answer_text)
+    if isinstance(found, str):
+        return "heuristic", None, None, found
+    return "heuristic", found, None, None
+
+
+def _span_of(tokenizer, gen_ids: Sequence[int], answer_text: str, decided) -> ExactAnswer:
+    """The generated-token span of a character range of the answer."""
+    source, found, text, reason = decided
     ids = list(gen_ids)
     full = tokenizer.decode(ids, skip_special_tokens=True)
     shift = full.find(answer_text) if answer_text else 0
     if shift < 0:
         raise ValueError("answer_text is not the decoding of gen_ids")
-
-    if grade_result.correct and grade_result.char_span is not None:
-        source, found, text, reason = "alias", grade_result.char_span, None, None
-    elif extract_fn is not None:
-        source = "extractor"
-        found, text, reason = _extracted(question, answer_text, extract_fn)
-    else:
-        source, text, reason = "heuristic", None, None
-        found = heuristic_exact_answer(question, answer_text)
-        if isinstance(found, str):
-            found, reason = None, found
     if found is None:
         return ExactAnswer(text, source, None, reason)
-
     start, end = found
     text = answer_text[start:end]
     offsets = token_char_offsets(tokenizer, ids)

@@ -3,7 +3,9 @@
 The study grades TriviaQA-style answers by lower-cased substring match. Our default,
 `alias_match`, compares normalised text on word boundaries instead, so "Rome" does not
 grade "Romania" correct and "Niger" does not grade "Nigeria" correct. The study's plain
-rule is kept as `substring` for faithful reproductions.
+rule is kept as `substring` for faithful reproductions. Two more follow the study's rules
+for its classification-style datasets: `forced_choice` (WinoBias: the option named first
+decides) and `sentiment` (IMDB: the label the answer starts with, else the first named).
 
 Every grader returns the character span of the earliest alias occurrence in the RAW
 answer text: the exact-answer span (and so the `exact_answer_*` positions) of a correct
@@ -121,9 +123,85 @@ def substring(answer: str, aliases: Sequence[str]) -> GradeResult:
     return _earliest(hits)
 
 
+class Aliases(list):
+    """Gold aliases that also carry the wrong options of a forced choice in ``.wrong``.
+
+    Graders are called with an example's answers only, so a dataset whose grading needs
+    the competing option (WinoBias: the other occupation) hands it over this way. It is an
+    ordinary list of the gold aliases everywhere else (JSON, records, other graders).
+    """
+
+    def __init__(self, gold: Sequence[str] = (), wrong: Sequence[str] = ()):
+        super().__init__(gold)
+        self.wrong = tuple(wrong)
+
+
+def _find_folded(text: str, option: str) -> tuple[int, int] | None:
+    """[start, end) of the first case-insensitive occurrence of `option` in `text`."""
+    option = option.strip()
+    if not option:
+        return None
+    m = re.search(re.escape(option), text, flags=re.IGNORECASE)
+    return m.span() if m else None
+
+
+def forced_choice(answer: str, aliases: Sequence[str]) -> GradeResult:
+    """The study's WinoBias rule: of the gold option and the wrong ones (``Aliases.wrong``),
+    the one the answer names first decides (case-insensitive substrings; at the same start
+    the longer one). Correct when that is a gold alias; naming neither is wrong."""
+    gold = [(span, alias) for alias in aliases if (span := _find_folded(answer, alias))]
+    if not gold:
+        return GradeResult(False)
+    best = _earliest(gold)
+    start, end = best.char_span
+    for option in getattr(aliases, "wrong", ()):
+        span = _find_folded(answer, option)
+        if span is not None and (span[0], -span[1]) < (start, -end):
+            return GradeResult(False)
+    return best
+
+
+SENTIMENTS = ("negative", "positive")
+_LABEL_PREFIX = re.compile(r"\s*(?:Label:\s*)?")
+_TOKEN_TRIM = ".</s>"  # characters the study trims off the first word (a '.', an EOS '</s>')
+
+
+def _sentiment_label(answer: str) -> tuple[str, tuple[int, int]] | None:
+    """(label, raw span) the study's IMDB rule reads from an answer, or None."""
+    start = _LABEL_PREFIX.match(answer).end()
+    word = re.compile(r"\S+").match(answer, start)
+    if word is None:
+        return None
+    a, b = word.span()
+    while a < b and answer[a] in _TOKEN_TRIM:
+        a += 1
+    while b > a and answer[b - 1] in _TOKEN_TRIM:
+        b -= 1
+    if answer[a:b] in SENTIMENTS:  # the first word, case-sensitive
+        return answer[a:b], (a, b)
+    if answer[a:b] == "neutral":
+        return None
+    m = re.search("|".join(SENTIMENTS), answer, flags=re.IGNORECASE)
+    return (m.group().lower(), m.span()) if m else None
+
+
+def sentiment(answer: str, aliases: Sequence[str]) -> GradeResult:
+    """The study's IMDB rule: the first word (after a "Label:" lead-in, trimmed of '.' and
+    '</s>' characters) if it is exactly "negative" or "positive" ("neutral" is no answer),
+    else whichever of the two the answer names first, in any case. Correct when that
+    label is the gold one."""
+    found = _sentiment_label(answer)
+    if found is None:
+        return GradeResult(False)
+    label, span = found
+    alias = next((a for a in aliases if a.strip().lower() == label), None)
+    return GradeResult(False) if alias is None else GradeResult(True, alias, span)
+
+
 Grader = Callable[[str, Sequence[str]], GradeResult]
 
-GRADERS: dict[str, Grader] = {"alias_match": alias_match, "substring": substring}
+GRADERS: dict[str, Grader] = {"alias_match": alias_match, "substring": substring,
+                              "forced_choice": forced_choice, "sentiment": sentiment}
 DEFAULT_GRADER = "alias_match"
 
 

@@ -9,7 +9,10 @@ import torch
 
 from .metrics import delong_ci, roc_auc
 from .settings import MIN_TEST_PER_CLASS, MIN_TRAIN_PER_CLASS, ProbeSettings
-from .solver import LogisticModel, prepare, solve, solver_dtype, threads_for
+from .solver import LogisticModel, prepare, solve_many, solver_dtype, threads_for
+
+CONSTANT = ("degenerate: the features are the same for every training example (one token "
+            "at this layer, e.g. layer 0 of a fixed prompt token): nothing to probe")
 
 
 @dataclass
@@ -70,6 +73,8 @@ def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.nda
         Xtr, Xte = X[tr, p, :], X[te, p, :]
         if reason is None and not (np.isfinite(Xtr).all() and np.isfinite(Xte).all()):
             reason = "hidden states contain NaN or inf (overflow in the run's dtype?)"
+        if reason is None and not np.ptp(Xtr, axis=0).any():
+            reason = CONSTANT
         if reason is not None:
             out.reasons[p] = reason
             continue
@@ -87,14 +92,23 @@ def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.nda
 
 
 def _fit_cell(Xtr, ytr, Xte, settings: ProbeSettings):
+    (fit, s), = fit_cell_many(Xtr, [ytr], Xte, settings)
+    return fit, s
+
+
+def fit_cell_many(Xtr, ytrs, Xte, settings: ProbeSettings) -> list[tuple]:
+    """[(fit, test scores)] of one cell's rows for each training label vector: the
+    standardisation and the Gram matrix are shared (the permutation null's K refits)."""
     with threads_for(Xtr.size):
         Xs, mean, scale = prepare(Xtr, settings.standardize, solver_dtype(settings.standardize))
-        fit = solve(Xs, torch.as_tensor(ytr, dtype=torch.float64), settings.C, settings.tol,
-                    settings.max_iter)
-        model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
-        # float32 like the grid stores them, so stored scores reproduce every metric
-        s = model.decision_function(Xte).astype(np.float32).astype(np.float64)
-    return fit, s
+        fits = solve_many(Xs, [torch.as_tensor(y, dtype=torch.float64) for y in ytrs],
+                          settings.C, settings.tol, settings.max_iter)
+        out = []
+        for fit in fits:
+            model = LogisticModel(fit.w.numpy(), fit.b, mean, scale)
+            # float32 like the grid stores them, so stored scores reproduce every metric
+            out.append((fit, model.decision_function(Xte).astype(np.float32).astype(np.float64)))
+    return out
 
 
 def _empty_layer(P: int, k: int) -> LayerFit:

@@ -24,7 +24,7 @@ from ..progress import Progress
 from ..selection import select_layers, select_positions
 from .cells import fit_layer
 from .settings import ProbeSettings, probe_settings
-from .splits import stratified_split
+from .splits import group_split, question_groups
 
 METRICS = ["auc", "accuracy"]
 SCORE_MEANING = "log-odds that the answer is incorrect (probe decision function)"
@@ -88,6 +88,8 @@ class GridResult:
     scores: np.ndarray
     reasons: dict[tuple[int, str], str] = field(default_factory=dict)
     not_converged: list[dict] = field(default_factory=list)
+    columns: list[int] = field(default_factory=list)  # each position's column in the run
+    n_groups: int | None = None  # groups the split kept together (None: one row each)
 
     @classmethod
     def empty(cls, layers, positions, labels, splits, k: int) -> GridResult:
@@ -140,12 +142,18 @@ def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | Non
     layer_list = choose_layers(run, layers, settings.site)
     names, columns = choose_positions(run, positions)
     y = labels_of(run)
-    splits = [stratified_split(y, settings.test_fraction, seed) for seed in settings.seeds]
+    groups = question_groups(run.records())
+    splits = [group_split(y, groups, settings.test_fraction, seed) for seed in settings.seeds]
     out = GridResult.empty(layer_list, names, y, splits, max(te.size for _, te in splits))
+    out.columns = columns
+    out.n_groups = int(len(set(groups))) if len(set(groups)) < y.size else None
+    dropped = clamped_mask(run, names) if settings.exclude_clamped else None
     with Progress(label, len(layer_list), unit="layers", mode=progress_mode(progress)) as bar:
         for i, layer in enumerate(layer_list):
             X, mask = run.read_layer(layer, settings.site)
             X, mask = X[:, columns], mask[:, columns]
+            if dropped is not None:
+                mask = mask & ~dropped
             for s, (tr, te) in enumerate(splits):
                 out.store(s, i, fit_layer(X, mask, y, tr, te, settings), settings.seeds[s])
             del X, mask
@@ -163,6 +171,14 @@ def require_a_cell(res: GridResult, where) -> None:
     raise UserError(str(where), f"no cell could be fitted ({len(res.layers) * len(res.positions)}"
                     f" cells; e.g. {common})", "run more questions, or probe positions and "
                     "layers that have examples of both kinds")
+
+
+def clamped_mask(run, names: list[str]) -> np.ndarray:
+    """[n, P]: True where a record says a rule clamped that position (probe
+    --exclude-clamped drops those examples from the cell)."""
+    records = run.records()
+    return np.array([[name in set(r.get("clamped", [])) for name in names] for r in records],
+                    dtype=bool).reshape(len(records), len(names))
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -248,10 +264,29 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     meta = common_meta(res, settings, run)
     meta.update({
         "splits": [{"seed": seed, "train_ids": [ids[k] for k in tr],
-                    "test_ids": [ids[k] for k in te]}
+                    "test_ids": [ids[k] for k in te], "n_groups": res.n_groups}
                    for seed, (tr, te) in zip(settings.seeds, res.splits, strict=True)],
         "nan_reasons": nan_reasons(res, tensors["auc"]),
         "not_converged": res.not_converged,
         "run": run_ref(run, out_path),
     })
+    if settings.controls:
+        add_controls(run, res, settings, (tensors, meta), progress)
     return write_grid(out_path, meta, tensors, overwrite=overwrite)
+
+
+def add_controls(run, res: GridResult, settings: ProbeSettings, written, progress) -> None:
+    """Baselines, the permutation null, the gain metrics and the paired tests, into the
+    grid's tensors and metadata (probe/controls.py)."""
+    from .controls import evaluate
+
+    tensors, meta = written
+    controls = evaluate(run, res, settings, res.columns, progress_mode(progress))
+    tensors.update(controls.tensors)
+    tensors.update(controls.metrics)
+    meta["metrics"] = list(METRICS) + list(controls.metrics)
+    meta["baselines"] = controls.meta["baselines"]
+    meta["controls"] = {**controls.meta.get("controls", {}),
+                        "paired_test": "paired DeLong against the best baseline on the first "
+                                       "seed's shared test examples; q = "
+                                       f"{settings.correction} over the grid's cells"}

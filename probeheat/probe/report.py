@@ -1,10 +1,21 @@
-"""What `probe` tells the user about a grid it wrote (also used by the demo)."""
+"""What `probe` tells the user about a grid: the best cell against everything it must beat.
+
+The comparison table has the study's shape: the best probe cell; each baseline; the
+token-identity reference (the same position at layer 0); and the permutation null at the
+best cell's position. Each row has its AUC, 95% interval, n, and a paired p-value against
+the best cell on the test examples both have (paired DeLong; for the null, the share of
+permutations at least as good, (1 + #{null >= AUC}) / (1 + K)).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 from ..bundle.grid import GridValues
+from .metrics import delong_paired
 
 
 def layer0_auc(values: GridValues, position: str) -> float | None:
@@ -28,3 +39,118 @@ def best_cell_line(values: GridValues) -> str:
         return "no cell could be fitted"
     return (f"best cell: layer {best.layer}, {best.position}, AUC {best.value:.3f}"
             + token_baseline(values, best.position))
+
+
+@dataclass
+class Row:
+    name: str
+    what: str
+    auc: float
+    lo: float | None
+    hi: float | None
+    n: int | None
+    p: float | None  # against the best probe cell
+    spread: float | None = None  # over seeds
+
+
+def _cell_scores(grid, row: int, col: int, seed: int = 0):
+    rows = grid.tensor("test_rows")[seed]
+    scores = grid.tensor("scores")[seed, row, col, :rows.size].astype(np.float64)
+    return rows, scores
+
+
+def comparison(grid) -> list[Row]:
+    """The table's rows for a grid bundle (rows it cannot fill are left out)."""
+    values = grid.grid_values
+    best = values.best_cell("auc")
+    if best is None:
+        return []
+    labels = grid.tensor("labels").astype(np.int64) if "labels" in grid.tensor_names else None
+    rows, top = _cell_scores(grid, best.row, best.col) if labels is not None else (None, None)
+    lo, hi = (b[best.row, best.col] for b in values.intervals["auc"]) \
+        if "auc" in values.intervals else (None, None)
+    n = int(grid.counts()["n_test"][best.row, best.col]) if "n_test" in grid.counts() else None
+    spread = values.spread.get("auc")
+    out = [Row(f"probe L{best.layer} {best.position}", "best cell", best.value, lo, hi, n, None,
+               None if spread is None else float(spread[best.row, best.col]))]
+    if labels is None:
+        return out
+    out += _baseline_rows(grid, labels, rows, top)
+    out += _reference_rows(grid, values, best, labels, (rows, top))
+    return out
+
+
+def _paired_p(labels, rows, top, other) -> float | None:
+    keep = np.isfinite(top) & np.isfinite(other) & (rows >= 0)
+    if not keep.any():
+        return None
+    p = delong_paired(labels[rows[keep]], top[keep], other[keep])[2]
+    return None if math.isnan(p) else p
+
+
+def _baseline_rows(grid, labels, rows, top) -> list[Row]:
+    info = grid.meta.get("baselines") or {}
+    if "baseline_auc" not in grid.tensor_names:
+        return []
+    auc, lo, hi = (grid.tensor(f"baseline_auc{s}") for s in ("", "_lo", "_hi"))
+    n = grid.tensor("baseline_n_test")[0]
+    scores = grid.tensor("baseline_scores")[0].astype(np.float64)
+    out = []
+    names = info.get("names", [])
+    for k, name in enumerate(names):
+        twin = name.replace("prob_", "logprob_", 1) if name.startswith("prob_") else None
+        if np.isnan(auc[k]) or (twin in names and auc[names.index(twin)] == auc[k]):
+            continue  # min/max/last of p order examples as those of log p do: one row
+        p = _paired_p(labels, rows, top, scores[k, :rows.size])
+        shown = name.replace("logprob_", "(log)prob_") if any(
+            f"prob_{name[len('logprob_'):]}" == other and auc[names.index(other)] == auc[k]
+            for other in names) and name.startswith("logprob_") else name
+        out.append(Row(shown, info.get("descriptions", {}).get(name, ""), float(auc[k]),
+                       float(lo[k]), float(hi[k]), int(n[k]), p))
+    out.sort(key=lambda r: -r.auc)
+    return out
+
+
+def _reference_rows(grid, values: GridValues, best, labels, cell) -> list[Row]:
+    rows, top = cell
+    out = []
+    if 0 in values.layers and best.layer != 0:
+        r0 = values.layers.index(0)
+        auc0 = values.metric("auc")[r0, best.col]
+        if math.isfinite(auc0):
+            _, scores0 = _cell_scores(grid, r0, best.col)
+            lo, hi = (b[r0, best.col] for b in values.intervals.get("auc", (None, None))) \
+                if "auc" in values.intervals else (None, None)
+            out.append(Row(f"layer 0 {best.position}", "token identity: the embedding, no "
+                           "context", float(auc0), lo, hi, None,
+                           _paired_p(labels, rows, top, scores0)))
+    if "perm_auc" in grid.tensor_names:
+        null = grid.tensor("perm_auc")[best.col]
+        if np.isfinite(null).any():
+            null = null[np.isfinite(null)]
+            p = (1 + int((null >= best.value).sum())) / (1 + null.size)
+            out.append(Row(f"permuted labels L{int(grid.tensor('perm_layer')[best.col])}",
+                           f"median of {null.size} refits (interval: 2.5-97.5%)",
+                           float(np.median(null)), float(np.percentile(null, 2.5)),
+                           float(np.percentile(null, 97.5)), None, p))
+    return out
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    """The comparison as plain text (what `probe` prints)."""
+    if not rows:
+        return []
+    width = max(len(r.name) for r in rows)
+    lines = [f"{'':{width}}  AUC    95% CI         n     p vs best cell"]
+    for r in rows:
+        interval = f"[{_fmt(r.lo)}, {_fmt(r.hi)}]" if r.lo is not None else " " * 14
+        n = f"{r.n:5d}" if r.n is not None else "     "
+        p = "" if r.p is None else ("< 0.001" if r.p < 0.001 else f"{r.p:.3f}")
+        spread = f" ±{r.spread:.3f}" if r.spread else ""
+        lines.append(f"{r.name:{width}}  {r.auc:.3f}{spread}  {interval}  {n}  {p}")
+    return lines

@@ -18,6 +18,8 @@ PRESETS = {
     "default": {"C": 1.0, "standardize": True},
 }
 MAX_SEED = 2**32 - 1  # numpy's default_rng takes any non-negative int; keep seeds printable
+MAX_PERMUTATIONS = 1000  # more would cost more than the grid itself and change no conclusion
+CORRECTIONS = ("bh", "holm")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class ProbeSettings:
     tol: float = 1e-8
     max_iter: int = 100
     level: float = 0.95
+    permutations: int = 20  # refits on permuted training labels at each position's best cell
+    correction: str = "bh"  # across the cells of a comparison: Benjamini-Hochberg or Holm
+    exclude_clamped: bool = False  # drop examples whose position a rule clamped
+    controls: bool = True  # baselines, permutation null and paired tests (probe reports)
 
     def as_meta(self) -> dict:
         return {
@@ -42,6 +48,8 @@ class ProbeSettings:
             "tol": self.tol, "max_iter": self.max_iter,
             "interval": f"DeLong {self.level:.0%} (per seed, bounds averaged over seeds)",
             "min_train_per_class": MIN_TRAIN_PER_CLASS, "min_test_per_class": MIN_TEST_PER_CLASS,
+            "permutations": self.permutations, "correction": self.correction,
+            "exclude_clamped": self.exclude_clamped,
         }
 
     def with_seeds(self, seeds) -> ProbeSettings:
@@ -61,8 +69,10 @@ def check_seeds(seeds) -> tuple[int, ...]:
 
 
 def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | None = None,
-                   seeds=(0,), test_fraction: float = 0.2, site: str = "resid") -> ProbeSettings:
-    """Validated settings; a preset fixes C and standardisation."""
+                   seeds=(0,), test_fraction: float = 0.2, site: str = "resid",
+                   **controls) -> ProbeSettings:
+    """Validated settings; a preset fixes C and standardisation. ``controls``: permutations,
+    correction, exclude_clamped, controls (see ProbeSettings)."""
     if preset is not None:
         if preset not in PRESETS:
             raise UserError("--paper", f"unknown preset {preset!r}",
@@ -73,5 +83,19 @@ def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | No
     if not (isinstance(test_fraction, int | float) and 0.0 < test_fraction < 1.0):
         raise UserError("--test-fraction", f"must lie strictly between 0 and 1, got "
                         f"{test_fraction}", "pass e.g. --test-fraction 0.2")
+    check_controls(controls)
     return ProbeSettings(float(C), bool(standardize), preset, float(test_fraction),
-                         check_seeds(seeds), site)
+                         check_seeds(seeds), site, **controls)
+
+
+def check_controls(controls: dict) -> None:
+    unknown = set(controls) - {"permutations", "correction", "exclude_clamped", "controls"}
+    if unknown:
+        raise TypeError(f"unknown probe settings: {sorted(unknown)}")
+    k = controls.get("permutations", 20)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PERMUTATIONS:
+        raise UserError("--permutations", f"must be a whole number from 1 to {MAX_PERMUTATIONS} "
+                        f"(got {k!r})", "the default, 20, gives the null's 95th percentile")
+    if controls.get("correction", "bh") not in CORRECTIONS:
+        raise UserError("--correction", f"unknown correction {controls['correction']!r}",
+                        "use bh (false discovery rate) or holm (family-wise error)")

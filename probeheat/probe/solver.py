@@ -299,14 +299,25 @@ def prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
 
 
 def solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int) -> _Fit:
+    return solve_many(Xs, [y], C, tol, max_iter)[0]
+
+
+def solve_many(Xs: torch.Tensor, ys: list[torch.Tensor], C: float, tol: float,
+               max_iter: int) -> list[_Fit]:
+    """One probe per label vector on the same rows (e.g. permuted labels): when d > n the
+    Gram matrix, the costliest step, is computed once for all of them."""
     n, d = Xs.shape
     if d <= n:
-        return _primal_newton(Xs.to(torch.float64), y, C, tol, max_iter)
+        X64 = Xs.to(torch.float64)
+        return [_primal_newton(X64, y, C, tol, max_iter) for y in ys]
     K = _gram(Xs)
-    alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter)
-    w = Xs.T.to(torch.float64) @ alpha if Xs.dtype == torch.float64 else \
-        (Xs.T @ alpha.to(Xs.dtype)).to(torch.float64)
-    return _Fit(w, b, it, ok, J)
+    fits = []
+    for y in ys:
+        alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter)
+        w = Xs.T.to(torch.float64) @ alpha if Xs.dtype == torch.float64 else \
+            (Xs.T @ alpha.to(Xs.dtype)).to(torch.float64)
+        fits.append(_Fit(w, b, it, ok, J))
+    return fits
 
 
 def _check_fit_input(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:

@@ -241,17 +241,36 @@ class CaptureEngine:
         return texts
 
     @torch.inference_mode()
-    def _decode(self, prompts, max_new_tokens, stop_on_newline, rec, on_progress=None):
+    def next_token_logprobs(self, prompt_ids: Sequence[Sequence[int]],
+                            token_ids: Sequence[int]) -> np.ndarray:
+        """log p(token | prompt) at the end of each prompt, for the given tokens: [B, len(ids)].
+
+        One forward per prompt, no generation, no capture; left padding with position ids
+        cumsum(mask) - 1, so a prompt scores the same in any batch (float32).
+        """
+        ids, mask, positions = self._left_padded([list(map(int, p)) for p in prompt_ids])
+        out = self._forward(ids, mask, positions, None)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), -1)
+        return logprobs[:, list(token_ids)].cpu().numpy()
+
+    def _left_padded(self, prompts):
+        """(ids, mask, position ids) of a left-padded batch on the input device."""
         device = self.loaded.input_device
-        lens = torch.tensor([len(p) for p in prompts])
-        width = int(lens.max())
+        width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros(len(prompts), width, dtype=torch.long)
         for b, p in enumerate(prompts):  # left padding: every row ends at the same column
             ids[b, width - len(p):] = torch.tensor(p)
             mask[b, width - len(p):] = 1
         ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+    @torch.inference_mode()
+    def _decode(self, prompts, max_new_tokens, stop_on_newline, rec, on_progress=None):
+        lens = torch.tensor([len(p) for p in prompts])
+        width = int(lens.max())
+        ids, mask, positions = self._left_padded(prompts)
+        device = ids.device
         with _hooks(self, rec.take if rec else None):
             if rec:
                 rec.keep = min(self.lookback, width)

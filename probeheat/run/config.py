@@ -20,6 +20,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 SITES = ("resid", "mlp", "attn")
 CAPTURE_MODES = ("generate", "reforward")
 DEVICES = ("auto", "cpu", "cuda")
+EXACT_POLICIES = ("study", "symmetric")
 
 
 @dataclass
@@ -56,6 +57,10 @@ class RunConfig:
     progress: str = "auto"  # a probeheat.progress mode
     log_interval: float = 30.0
     verbose: bool = False  # let third-party libraries print their own bars and warnings
+    exact_answer: str = "study"  # "study" (alias for correct answers) or "symmetric"
+    category_column: str | None = None  # default: the dataset's own (world-facts: relation)
+    group_column: str | None = None  # examples sharing a value never straddle a split
+    baselines: bool = True  # token log-probabilities and p(True) per example
 
     @property
     def progress_mode(self) -> str:
@@ -75,7 +80,8 @@ def check_config(cfg: RunConfig) -> list[str]:
                                  ("--dtype", cfg.dtype, COMPUTE_DTYPES),
                                  ("--capture", cfg.capture, CAPTURE_MODES),
                                  ("--device", cfg.device, DEVICES),
-                                 ("--log-format", cfg.progress, PROGRESS_MODES)):
+                                 ("--log-format", cfg.progress, PROGRESS_MODES),
+                                 ("--exact-answer", cfg.exact_answer, EXACT_POLICIES)):
         if value not in choices:
             raise UserError(flag, f"unknown value {value!r}", f"use one of {', '.join(choices)}")
     check_sites(cfg.sites)

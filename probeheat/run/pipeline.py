@@ -41,6 +41,7 @@ class RunContext:
     meta: dict = field(default_factory=dict)
     engine: Any = None
     extractor: Any = None
+    p_true: Any = None
 
 
 def run(cfg: RunConfig, argv: list[str] | None = None) -> Path | None:
@@ -77,11 +78,23 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
                            limit=cfg.limit, seed=cfg.seed, missing_id=cfg.missing_id)
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
                         trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
-    prompts = Prompts(loaded.tokenizer, cfg.template, cfg.few_shot,
+    template = dataset.template if cfg.template == "auto" and dataset.template else cfg.template
+    prompts = Prompts(loaded.tokenizer, template, cfg.few_shot,
                       [e.question for e in dataset.examples])
+    check_columns(cfg, dataset)
     ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
     ctx.meta = run_metadata(ctx, argv)
     return ctx
+
+
+def check_columns(cfg: RunConfig, dataset) -> None:
+    """--category-column / --group-column must name a column the dataset has."""
+    for flag, column in (("--category-column", cfg.category_column),
+                         ("--group-column", cfg.group_column)):
+        if column is not None and column not in dataset.columns():
+            there = ", ".join(map(repr, dataset.columns())) or "none besides question, answers, id"
+            raise UserError(flag, f"{dataset.name} has no column {column!r} (columns: {there})",
+                            f"pass {flag} with one of them")
 
 
 def open_writer(ctx: RunContext, dist: Dist) -> RunWriter | None:
@@ -118,6 +131,10 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
                                stop_on_newline=ctx.prompts.stop_on_newline,
                                lookback=prompt_lookback(ctx.names))
     ctx.extractor = Extractor(cfg, ctx.engine) if cfg.extractor_model else None
+    if cfg.baselines:
+        from .p_true import PTrueScorer
+
+        ctx.p_true = PTrueScorer(ctx.engine, chat=ctx.prompts.kind == "chat")
     before = Totals(done_before=len(done), correct_before=sum(done.values()))
     started = time.perf_counter()
     try:
@@ -209,6 +226,8 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "max_new_tokens": cfg.max_new_tokens, "sites": sites, "capture": cfg.capture,
         "dtype": [cfg.dtype, stored], "grader": ctx.grader, "extractor": cfg.extractor_model,
         "columns": [cfg.question_column, cfg.answers_column, cfg.id_column, cfg.missing_id],
+        "exact_answer": cfg.exact_answer, "baselines": cfg.baselines,
+        "groups": [category_of(ctx), cfg.group_column],
     }
     return {
         "fingerprint": fingerprint(identity),
@@ -225,7 +244,9 @@ def run_metadata(ctx: RunContext, argv) -> dict:
                     "skipped": dataset.skipped, "limit": cfg.limit, "seed": cfg.seed},
         "grader": ctx.grader,
         "exact_answer_policy": "extractor" if cfg.extractor_model else "heuristic",
+        "exact_answer_rule": cfg.exact_answer,
         "extractor_model": cfg.extractor_model,
+        "baselines": baselines_meta(ctx),
         "generation": {"greedy": True, "max_new_tokens": cfg.max_new_tokens,
                        "batch_size": cfg.batch_size, "capture": cfg.capture},
         "positions": ctx.names,
@@ -243,6 +264,22 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "command": list(argv) if argv is not None else sys.argv,
         "created": now_iso(),
     }
+
+
+def category_of(ctx: RunContext) -> str | None:
+    return ctx.cfg.category_column or ctx.dataset.category_column
+
+
+def baselines_meta(ctx: RunContext) -> dict:
+    """What the run stored for the probe's baselines, or why not."""
+    from .p_true import p_true_meta
+
+    if not ctx.cfg.baselines:
+        return {"absent": "the run was made with --no-baselines",
+                "category_column": category_of(ctx), "group_column": ctx.cfg.group_column}
+    return {"token_logprobs": "log p of each generated token (the greedy choice), full vocab",
+            "p_true": p_true_meta(ctx.prompts.kind == "chat"),
+            "category_column": category_of(ctx), "group_column": ctx.cfg.group_column}
 
 
 def say(cfg: RunConfig, text: str) -> None:

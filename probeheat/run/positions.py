@@ -95,10 +95,12 @@ def parse_positions(names: str | list[str] | tuple[str, ...]) -> list[str]:
 
 @dataclass
 class Resolved:
-    """Every requested name is in exactly one of `index` and `missing`."""
+    """Every requested name is in exactly one of `index` and `missing`; `clamped` names the
+    present ones a rule moved (exact_answer_after_last when the span ends the sequence)."""
 
     index: dict[str, int] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    clamped: list[str] = field(default_factory=list)
 
 
 def _tokens(n: int) -> str:
@@ -169,6 +171,8 @@ def resolve_positions(
                     idx = f"{name} falls outside the sequence ({_tokens(t)})"
         if isinstance(idx, int):
             out.index[name] = idx
+            if p.anchor == "exact_answer_after_last" and prompt_len + span[1] + 1 > t - 1:
+                out.clamped.append(name)
         else:
             out.missing[name] = idx
     return out

@@ -18,25 +18,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def answer_records(ctx: RunContext, rows: list[int], batch: GeneratedBatch) -> list[Record]:
-    """Decode, grade and locate the exact answer of each row, then resolve its positions."""
-    from ..data.exact import locate_exact_answer
+    """Decode, grade and locate the exact answer of each row, resolve its positions, and
+    keep its baselines (token log-probabilities, p(True), category)."""
     from ..data.graders import grade
 
     tokenizer = ctx.engine.loaded.tokenizer
     examples = [ctx.dataset.examples[i] for i in rows]
     answers = [tokenizer.decode(ids, skip_special_tokens=True) for ids in batch.generated_ids]
     grades = [grade(a, e.answers, ctx.grader) for e, a in zip(examples, answers, strict=True)]
-    extract_fn = None
-    if ctx.extractor is not None:
-        wrong = [(e.question, a) for e, a, g in zip(examples, answers, grades, strict=True)
-                 if not g.correct]
-        extracted = ctx.extractor.extract_many(wrong)
-        extract_fn = lambda q, a: extracted[(q, a)]  # noqa: E731
+    exacts = exact_answers(ctx, examples, batch.generated_ids, answers, grades)
     records = []
     for k, (i, example) in enumerate(zip(rows, examples, strict=True)):
-        gen_ids = batch.generated_ids[k]
-        exact = locate_exact_answer(tokenizer, gen_ids, answers[k], grades[k], example.question,
-                                    extract_fn=extract_fn)
+        gen_ids, exact = batch.generated_ids[k], exacts[k]
         prompt_len = len(ctx.prompts.ids[i])
         resolved = resolve_positions(ctx.names, prompt_len=prompt_len, gen_len=len(gen_ids),
                                      span=exact.span, span_missing_reason=exact.reason)
@@ -47,8 +40,63 @@ def answer_records(ctx: RunContext, rows: list[int], batch: GeneratedBatch) -> l
             exact_answer=exact.text, exact_answer_source=exact.source,
             exact_span=list(exact.span) if exact.span else None, prompt_len=prompt_len,
             gen_len=len(gen_ids), stop_reason=batch.stop_reasons[k],
-            positions=resolved.index, missing=resolved.missing))
+            positions=resolved.index, missing=resolved.missing, clamped=resolved.clamped,
+            generated_ids=list(map(int, gen_ids)),
+            **example_extras(ctx, example, batch.token_logprobs[k])))
+    if ctx.p_true is not None:
+        add_p_true(ctx.p_true, records)
     return records
+
+
+def exact_answers(ctx: RunContext, examples, generated, answers, grades):
+    """Each row's exact answer under the run's policy (``--exact-answer``)."""
+    from ..data.exact import locate_exact_answer, locate_exact_answer_symmetric
+
+    symmetric = ctx.cfg.exact_answer == "symmetric"
+    extract_fn = None
+    if ctx.extractor is not None:
+        asked = [(e.question, a) for e, a, g in zip(examples, answers, grades, strict=True)
+                 if symmetric or not g.correct]
+        extracted = ctx.extractor.extract_many(asked)
+        extract_fn = lambda q, a: extracted[(q, a)]  # noqa: E731
+    out = []
+    for example, gen_ids, answer, graded in zip(examples, generated, answers, grades,
+                                                 strict=True):
+        tokenizer = ctx.engine.loaded.tokenizer
+        if symmetric:  # the grade is not passed: the span cannot depend on it
+            out.append(locate_exact_answer_symmetric(tokenizer, gen_ids, answer,
+                                                     example.question, extract_fn))
+        else:
+            out.append(locate_exact_answer(tokenizer, gen_ids, answer, graded,
+                                           example.question, extract_fn))
+    return out
+
+
+def example_extras(ctx: RunContext, example, token_logprobs) -> dict:
+    """Baseline inputs of one example: log p of each generated token, its category, group."""
+    extras: dict = {}
+    if ctx.cfg.baselines:
+        extras["token_logprobs"] = [round(float(v), 6) for v in token_logprobs]
+    category = ctx.cfg.category_column or ctx.dataset.category_column
+    if category:
+        value = example.meta.get(category)
+        extras["category"] = None if value is None else str(value)
+    if ctx.cfg.group_column:
+        value = example.meta.get(ctx.cfg.group_column)
+        extras["group"] = None if value is None else str(value)
+    return extras
+
+
+def add_p_true(scorer, records: list[Record]) -> None:
+    """p(True) of each record's answer and, where it has one, of its exact answer alone."""
+    answers = scorer.score([(r["question"], r["answer"]) for r in records])
+    with_exact = [r for r in records if r.get("exact_answer")]
+    exact = scorer.score([(r["question"], r["exact_answer"]) for r in with_exact])
+    by_index = {r["index"]: v for r, v in zip(with_exact, exact, strict=True)}
+    for record, value in zip(records, answers, strict=True):
+        record["p_true"] = {"answer": round(value, 6),
+                            "exact_answer": (round(by_index[record["index"]], 6)
+                                             if record["index"] in by_index else None)}
 
 
 class Pending:
