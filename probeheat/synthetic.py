@@ -36,6 +36,8 @@ class Synthetic:
     seed: int = 0
     shard_size: int = 64
     correct_rate: float = 0.4
+    signal: float = 1.0  # 0: the hidden states carry nothing about the label
+    baselines: bool = False  # records with token log-probabilities, p(True) and a category
 
 
 def signal_strength(layer: int, n_layers: int, position: str) -> float:
@@ -58,23 +60,42 @@ def write_synthetic_run(out: Path, *, overwrite: bool = False, **shape) -> Path:
     for start in range(0, s.n, s.shard_size):
         rows = list(range(start, min(s.n, start + s.shard_size)))
         records = [_record(i, bool(correct[i]), list(s.positions)) for i in rows]
+        if s.baselines:
+            for record in records:
+                _add_baselines(record, rng)
         mask = np.array([[p in r["positions"] for p in s.positions] for r in records])
         sign = np.where(correct[rows], -1.0, 1.0)
         tensors = {}
         for layer in range(s.n_layers):
             noise = rng.standard_normal((len(rows), len(s.positions), s.hidden))
             strength = np.array([signal_strength(layer, s.n_layers, p) for p in s.positions])
-            x = noise + sign[:, None, None] * strength[None, :, None] * direction
+            x = noise + s.signal * sign[:, None, None] * strength[None, :, None] * direction
             tensors[tensor_name("resid", layer)] = (x * mask[:, :, None]).astype(s.dtype)
         writer.add_shard(records, tensors, mask)
     return writer.finalize({"finished": now_iso()})
 
 
+def _add_baselines(record: dict, rng) -> None:
+    """Baseline inputs that carry a little signal: wrong answers' tokens are a bit less
+    likely, their p(True) a bit lower; the category is one of three, errors spread evenly."""
+    shift = 0.0 if record["correct"] else -0.5
+    record["token_logprobs"] = [round(float(min(0.0, v)), 6) for v in
+                                rng.normal(-0.6 + shift, 0.5, record["gen_len"])]
+    p = float(1 / (1 + np.exp(-(rng.normal(0.3 + shift, 1.0)))))
+    record["p_true"] = {"answer": round(p, 6),
+                        "exact_answer": round(p, 6) if record["exact_span"] else None}
+    record["category"] = ("capital", "currency", "continent")[record["index"] % 3]
+
+
 def _meta(s: Synthetic) -> dict:
     layers = list(range(s.n_layers))
-    return {
+    extra = {"baselines": {"token_logprobs": "synthetic", "p_true": {"synthetic": True},
+                           "category_column": "relation", "group_column": None}} \
+        if s.baselines else {"baselines": {"absent": "a synthetic run without baselines",
+                                           "category_column": None, "group_column": None}}
+    return {**extra,
         "fingerprint": f"synthetic-{s.n}-{s.n_layers}-{s.hidden}-{s.seed}-{s.dtype}-"
-                       f"{s.correct_rate}-{','.join(s.positions)}",
+                       f"{s.correct_rate}-{s.signal}-{s.baselines}-{','.join(s.positions)}",
         "synthetic": True,
         "model": {"model_id": "synthetic", "n_layers": s.n_layers - 1, "hidden_size": s.hidden},
         "dataset": {"name": "synthetic", "content_hash": f"seed-{s.seed}"},
@@ -89,6 +110,8 @@ def _record(i: int, correct: bool, positions: list[str]) -> dict:
     answer = f"The answer is {place}."
     prompt_len, gen_len = 10 + i % 3, 7 + i % 4  # answer tokens: The answer is Place N . EOS
     span = None if i % 7 == 3 else (3, 4)  # "Place N" are generated tokens 3 and 4
+    if i % 5 == 1 and span:  # an answer cut off right after its exact answer (no EOS)
+        gen_len, span = 5, (3, 4)
     resolved = resolve_positions(positions, prompt_len=prompt_len, gen_len=gen_len, span=span,
                                  span_missing_reason=NO_SPAN)
     return make_record(
@@ -97,4 +120,5 @@ def _record(i: int, correct: bool, positions: list[str]) -> dict:
         grader="synthetic", matched_alias=f"Place {i}" if correct else None,
         exact_answer=place if span else None, exact_answer_source="synthetic",
         exact_span=list(span) if span else None, prompt_len=prompt_len, gen_len=gen_len,
-        stop_reason="eos", positions=resolved.index, missing=resolved.missing, synthetic=True)
+        stop_reason="eos", positions=resolved.index, missing=resolved.missing,
+        clamped=resolved.clamped, synthetic=True)

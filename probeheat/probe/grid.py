@@ -238,7 +238,7 @@ def common_meta(res: GridResult, settings: ProbeSettings, run) -> dict:
         "label": "incorrect",
         "label_meaning": "1 = the model's answer was incorrect (error detection, as in the study)",
         "score": SCORE_MEANING, "probe": settings.as_meta(),
-        "model": run.meta.get("model"), "dataset": run.meta.get("dataset"),
+        **{key: run.meta[key] for key in ("model", "dataset") if run.meta.get(key) is not None},
         "versions": versions(),
     }
 
@@ -252,10 +252,10 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     standardize, preset, site) decide the probes.
     """
     out_path = Path(out_path)
+    settings = settings or probe_settings(**settings_kwargs)
     check_not_inside(out_path, [Path(run_path)])
     check_destination(out_path, overwrite)  # before any bundle is read, let alone fitted
     run = open_run(run_path)
-    settings = settings or probe_settings(**settings_kwargs)
     res = probe_run(run, layers=layers, positions=positions, settings=settings,
                     progress=progress)
     require_a_cell(res, run.path)

@@ -68,20 +68,20 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
+                           answers_column=cfg.answers_column, id_column=cfg.id_column,
+                           limit=cfg.limit, seed=cfg.seed, missing_id=cfg.missing_id)
+    check_columns(cfg, dataset)  # before minutes of loading a model, not after
     if not cfg.verbose:  # third-party bars ("Loading weights") would break our own output
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
     say(cfg, f"loading {cfg.model} ...")
-    dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
-                           answers_column=cfg.answers_column, id_column=cfg.id_column,
-                           limit=cfg.limit, seed=cfg.seed, missing_id=cfg.missing_id)
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map,
                         trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
     template = dataset.template if cfg.template == "auto" and dataset.template else cfg.template
     prompts = Prompts(loaded.tokenizer, template, cfg.few_shot,
                       [e.question for e in dataset.examples])
-    check_columns(cfg, dataset)
     ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
     ctx.meta = run_metadata(ctx, argv)
     return ctx
