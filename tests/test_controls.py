@@ -96,7 +96,7 @@ def test_baselines_are_scored_on_the_probes_own_splits(with_baselines):
                                                   for r in test_rows[1] if r >= 0]
     for s in range(2):
         rows = test_rows[s][test_rows[s] >= 0]
-        for k, name in enumerate(names):
+        for k in range(len(names)):
             if np.isnan(auc[s, k]):
                 continue
             got = scores[s, k, :rows.size].astype(np.float64)
