@@ -334,3 +334,61 @@ async def test_export_writes_the_current_view(art, tmp_path):
         await pilot.pause()
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert any(f"wrote {out}" in n.message for n in app._notifications)
+
+
+# -- baselines, controls and significance ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def evidence(tmp_path_factory) -> dict[str, Path]:
+    from probeheat.probe.grid import make_grid as probe_grid
+    from probeheat.synthetic import write_synthetic_run
+
+    root = tmp_path_factory.mktemp("evidence")
+    run = write_synthetic_run(root / "run", n=240, n_layers=5, hidden=8, baselines=True)
+    return {"grid": probe_grid(run, root / "grid", seeds=(0, 1), progress=False),
+            "paper": probe_grid(run, root / "paper", seeds=(0, 1), preset="paper",
+                                progress=False)}
+
+
+@pilot_test
+async def test_the_baseline_strip_shows_what_a_cell_must_beat(evidence):
+    app = ViewerApp([evidence["grid"]])
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        strip = app.screen.query_one("BaselineStrip")
+        text = str(strip.render())
+        assert strip.display and "Baselines (AUC)" in text and "(log)prob_max_all" in text
+        assert "null p95" in text and "layer 0" in text
+        assert "over seeds" in status(app)  # two seeds: the spread is shown with the value
+        await pilot.press("b")
+        assert not strip.display
+    async with ViewerApp([evidence["grid"]]).run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not pilot.app.screen.query_one("BaselineStrip").display  # the grid needs it
+
+
+@pilot_test
+async def test_gain_metrics_and_paired_tests_in_the_detail(evidence):
+    app = ViewerApp([evidence["grid"]])
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("m", "m")
+        assert app.screen.state.metric == "gain_layer0" and "±0.25" in str(
+            app.screen.query_one("#title").render())
+        await pilot.press("j", "j", "enter")
+        text = screen_text(app)
+        assert "vs best baseline" in text and "vs layer 0" in text and "paired DeLong p" in text
+
+
+@pilot_test
+async def test_a_diff_marks_the_cells_that_do_not_differ_significantly(evidence):
+    app = ViewerApp([evidence["grid"], evidence["paper"]])
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("d", "enter")
+        await pilot.pause()
+        frame = app.screen.view.frame
+        assert frame.diff and frame.faded is not None and frame.faded.any()
+        tests = app.screen.state.model.comparison(app.screen.state.diff)
+        assert tests.paired and np.array_equal(frame.faded, tests.not_significant())
+        assert "paired DeLong" in status(app)

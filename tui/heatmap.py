@@ -32,6 +32,7 @@ HEADER_LINES = 1
 MIN_CELL, MAX_CELL = 4, 9
 NAN_GLYPH = "╱"
 BEST_GLYPH = "★"
+NS_GLYPH = "·"  # a diff cell whose difference is not significant (q >= 0.05)
 UNDERLINE = Style(underline=True)
 Box = tuple[int, int, int, int]  # row_lo, row_hi, col_lo, col_hi (inclusive indices)
 
@@ -50,6 +51,7 @@ class HeatFrame:
     show_values: bool = False
     diff: bool = False
     regions: tuple[Box, ...] = field(default_factory=tuple)
+    faded: np.ndarray | None = None  # diff cells whose difference is not significant
 
     def text_of(self, value: float) -> str:
         """Cell text: the value x 100 (the status line shows it in full)."""
@@ -350,6 +352,8 @@ class HeatmapView(ScrollView, can_focus=True):
             if no_color and not text:
                 text = shade_of(value, frame.vmin, frame.vmax) * w
             style = self._value_style(value, no_color)
+        if frame.faded is not None and frame.faded[row, col] and not frame.show_values:
+            text = NS_GLYPH
         if frame.best == (row, col):
             text = _mark(text, w, frame.show_values)
         text = text.center(w)[:w]
@@ -408,6 +412,8 @@ class ColorBar(Widget):
         keys = [(NAN_GLYPH * 2, "NaN")]
         if not self.ramp.startswith("RdBu"):  # a diff marks no best cell
             keys.append((BEST_GLYPH, "best"))
+        else:
+            keys.append((NS_GLYPH, "n.s."))
         steps = max(2, self.size.height - 2 - len(keys))
         text = Text(self.title[:10] + "\n", style="bold")
         span = self.vmax - self.vmin
@@ -426,4 +432,45 @@ class ColorBar(Widget):
             text.append("\n")
         for glyph, name in keys:
             text.append(f"{glyph:<3}{name}\n", style="dim")
+        return text
+
+
+class BaselineStrip(Widget):
+    """Beside the grid: the baselines a cell must beat, and the controls at its position."""
+
+    DEFAULT_CSS = """
+    BaselineStrip { width: 28; height: 1fr; padding: 0 0 0 1; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model, self.col = None, 0
+
+    def show(self, model, col: int) -> None:
+        self.model, self.col = model, col
+        self.refresh()
+
+    def render(self) -> Text:
+        text = Text("Baselines (AUC)\n", style="bold")
+        model = self.model
+        if model is None or not model.baselines:
+            reason = None if model is None else (model.grid.meta.get("baselines") or {}).get(
+                "absent")
+            text.append("none stored" if not reason else "absent", style="dim")
+            return text
+        rows = max(1, self.size.height - 6)
+        for name, auc, _, _, _ in model.baselines[:rows]:
+            rgb = color_of(auc, 0.5, 1.0, "Blues")
+            swatch = Style(bgcolor=_rich_color(rgb)) if rgb and not self.app.no_color else None
+            text.append("  ", style=swatch)
+            text.append(f" {auc:.2f} {name[:19]}\n")
+        position = model.positions[self.col]
+        text.append(f"\nat {position[:20]}:\n", style="bold")
+        if 0 in model.layers:
+            v = float(model.values("auc")[model.layers.index(0), self.col])
+            text.append(f" layer 0   {'—' if math.isnan(v) else f'{v:.2f}'}\n")
+        if model.null is not None:
+            median, p95 = model.null
+            v = float(p95[self.col])
+            text.append(f" null p95  {'—' if math.isnan(v) else f'{v:.2f}'}\n")
         return text

@@ -19,12 +19,14 @@ from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
 
 from .commands import ScreenCommands
-from .heatmap import Box, ColorBar, HeatFrame, HeatmapView, box_of
+from .heatmap import BaselineStrip, Box, ColorBar, HeatFrame, HeatmapView, box_of
 from .model import GridModel, cell_detail, diff_values
 from .screens import PickScreen, PromptScreen, TextScreen, detail_text
 
 RANGE_STEP = 0.05
 DIFF_SPAN = 0.1
+GAIN_SPAN = 0.25  # gain_layer0 / gain_baseline are drawn on -0.25..+0.25
+STRIP_MIN_WIDTH = 110  # narrower terminals need the strip's 28 columns for the grid
 
 
 @dataclass
@@ -67,6 +69,8 @@ class HeatmapScreen(Screen):
                 id="heatmap.clear-regions", tooltip="Remove all marked regions"),
         Binding("e", "export", "Export", id="heatmap.export",
                 tooltip="Write the current view as a PNG or PDF figure"),
+        Binding("b", "toggle_baselines", "Baselines", show=False, id="heatmap.baselines",
+                tooltip="Show or hide the strip of baselines and controls beside the grid"),
         Binding("question_mark", "help", "Help", id="heatmap.help"),
         Binding("escape", "back", "Back", show=False, id="heatmap.back"),
         Binding("q", "app.quit", "Quit", id="heatmap.quit"),
@@ -99,10 +103,12 @@ class HeatmapScreen(Screen):
         with Horizontal(id="grid-area"):
             yield HeatmapView()
             yield ColorBar()
+            yield BaselineStrip()
         yield Static(id="status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(BaselineStrip).display = self.app.size.width >= STRIP_MIN_WIDTH
         self.view.on_cursor_move = self.cursor_moved
         self.show_state()
         if self.missing_metric:
@@ -119,9 +125,14 @@ class HeatmapScreen(Screen):
                       show_values=state.show_values, regions=tuple(state.regions))
         if state.diff is not None:
             values = diff_values(model, state.diff, state.metric)
+            tests = model.comparison(state.diff) if state.metric == "auc" else None
             return HeatFrame(values, ramp="RdBu_r", vmin=-state.diff_span, vmax=state.diff_span,
-                             diff=True, **common)
+                             diff=True, faded=None if tests is None else tests.not_significant(),
+                             **common)
         values = model.values(state.metric)
+        if state.metric.startswith("gain_"):  # a difference: centred on 0, like a diff
+            return HeatFrame(values, ramp="RdBu_r", vmin=-GAIN_SPAN, vmax=GAIN_SPAN, diff=True,
+                             best=best_index(values), **common)
         return HeatFrame(values, vmin=state.vmin, vmax=state.vmax, best=best_index(values),
                          **common)
 
@@ -133,6 +144,7 @@ class HeatmapScreen(Screen):
         bar = self.query_one(ColorBar)
         title = state.metric.upper() + (" A-B" if state.diff is not None else "")
         bar.configure(title, frame.ramp, frame.vmin, frame.vmax)
+        self.query_one(BaselineStrip).show(state.model, state.cursor[1])
         self.update_title()
         self.update_status()
 
@@ -154,6 +166,8 @@ class HeatmapScreen(Screen):
         state = self.state
         if state.diff is not None:
             return f"±{state.diff_span:.2f}"
+        if state.metric.startswith("gain_"):
+            return f"±{GAIN_SPAN:.2f}"
         return f"{state.vmin:.2f}-{state.vmax:.2f}"
 
     def update_status(self, cell: tuple[int, int] | None = None) -> None:
@@ -166,11 +180,19 @@ class HeatmapScreen(Screen):
         if state.diff is not None:
             a = float(model.values(state.metric)[row, col])
             parts.append(f"A-B {_fmt(value, signed=True)} (A {_fmt(a)})")
+            tests = model.comparison(state.diff) if state.metric == "auc" else None
+            if tests is not None and not math.isnan(tests.q[row, col]):
+                kind = "paired" if tests.paired else "unpaired"
+                parts.append(f"q {tests.q[row, col]:.3f} ({kind} DeLong, {tests.correction})"
+                             + (" n.s." if tests.q[row, col] >= 0.05 else ""))
         else:
             parts.append(f"{state.metric} {_fmt(value)}")
             interval = model.interval(state.metric, row, col)
             if interval:
                 parts[-1] += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+            spread = model.spread(state.metric, row, col)
+            if spread is not None:
+                parts[-1] += f" ±{spread:.3f} over seeds"
         counts = model.counts
         if "n_test" in counts:
             parts.append(f"n {int(counts['n_test'][row, col])}")
@@ -186,6 +208,7 @@ class HeatmapScreen(Screen):
     def cursor_moved(self, row: int, col: int) -> None:
         self.state.cursor = (row, col)
         self.update_status()
+        self.query_one(BaselineStrip).show(self.state.model, col)
 
     def on_heatmap_view_hovered(self, event: HeatmapView.Hovered) -> None:
         cell = None if event.row is None else (event.row, event.col)
@@ -227,6 +250,14 @@ class HeatmapScreen(Screen):
         self.app.push_screen(PromptScreen("Jump to a layer (number) or a position (name or prefix)",
                                           placeholder="14 or exact_answer_last",
                                           suggestions=model.positions), done)
+
+    def action_toggle_baselines(self) -> None:
+        strip = self.query_one(BaselineStrip)
+        strip.display = not strip.display
+
+    def on_resize(self, event) -> None:
+        # the strip takes 24 columns: at 80 the grid needs them (b brings it back)
+        self.query_one(BaselineStrip).display = event.size.width >= STRIP_MIN_WIDTH
 
     def action_toggle_values(self) -> None:
         self.state.show_values = not self.state.show_values

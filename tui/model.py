@@ -104,6 +104,53 @@ class GridModel:
         meta = self.grid.meta
         return str(meta.get("title") or self.name)
 
+    def spread(self, metric: str, row: int, col: int) -> float | None:
+        """The spread over seeds of a cell (None with one seed)."""
+        std = self.grid_values.spread.get(metric)
+        seeds = (self.grid.meta.get("probe") or {}).get("seeds") or []
+        if std is None or len(seeds) < 2 or math.isnan(std[row, col]):
+            return None
+        return float(std[row, col])
+
+    @cached_property
+    def baselines(self) -> list[tuple[str, float, float, float, int]]:
+        """(name, AUC, lo, hi, n) of every scored baseline, best first."""
+        grid = self.grid
+        if "baseline_auc" not in grid.tensor_names:
+            return []
+        auc, lo, hi = (grid.tensor(f"baseline_auc{s}") for s in ("", "_lo", "_hi"))
+        n = grid.tensor("baseline_n_test")[0]
+        names = (grid.meta.get("baselines") or {}).get("names", [])
+        from probeheat.probe.report import shown_baselines
+
+        rows = [(shown, float(auc[k]), float(lo[k]), float(hi[k]), int(n[k]))
+                for k, shown in shown_baselines(names, auc)]
+        return sorted(rows, key=lambda r: -r[1])
+
+    @cached_property
+    def null(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(median, 95th percentile) of the permutation null per position (NaN: none)."""
+        if "perm_auc" not in self.grid.tensor_names:
+            return None
+        rows = [v[np.isfinite(v)] for v in self.grid.tensor("perm_auc")]
+        median = np.array([np.median(v) if v.size else np.nan for v in rows])
+        p95 = np.array([np.percentile(v, 95) if v.size else np.nan for v in rows])
+        return median, p95
+
+    def stored(self, name: str) -> np.ndarray | None:
+        """A per-cell tensor the grid may hold (p_vs_baseline, q_vs_baseline, ...)."""
+        return self.grid.tensor(name) if name in self.grid.tensor_names else None
+
+    def comparison(self, other: GridModel):
+        """Cell-by-cell tests of this grid minus another (probeheat.probe.compare), cached."""
+        cache = self.__dict__.setdefault("_comparisons", {})
+        key = str(other.grid.path.resolve())
+        if key not in cache:
+            from probeheat.probe.compare import compare
+
+            cache[key] = compare(self.grid, other.grid)
+        return cache[key]
+
 
 def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
     """A - B over A's cells; cells B lacks (other layers or positions) are NaN."""
@@ -244,6 +291,8 @@ class CellDetail:
     highest: list[Example] = field(default_factory=list)
     lowest: list[Example] = field(default_factory=list)
     examples_note: str | None = None  # why no examples are shown
+    spread: float | None = None  # of the default metric over seeds
+    tests: list[tuple[str, float, float | None]] = field(default_factory=list)  # (vs, Δ, p)
 
 
 def cell_detail(model: GridModel, row: int, col: int, k: int = 5) -> CellDetail:
@@ -253,11 +302,47 @@ def cell_detail(model: GridModel, row: int, col: int, k: int = 5) -> CellDetail:
     counts = {name: int(arr[row, col]) for name, arr in model.counts.items()}
     detail = CellDetail(layer, position, values, intervals, counts,
                         model.reasons.get((layer, position)))
+    detail.spread = model.spread(model.metrics[0], row, col)
     try:
         _add_examples(model, detail, k)
+        detail.tests = paired_tests(model, row, col)
     except UserError as exc:
         detail.examples_note = exc.line()
     return detail
+
+
+def paired_tests(model: GridModel, row: int, col: int) -> list[tuple[str, float, float | None]]:
+    """The cell against the best baseline (stored), its position at layer 0 and the best
+    cell: (against what, AUC difference, paired DeLong p on shared test examples)."""
+    from probeheat.probe.report import cell_scores, paired_p
+
+    out = []
+    value = float(model.values("auc")[row, col]) if "auc" in model.metrics else math.nan
+    p, delta = model.stored("p_vs_baseline"), model.stored("delta_vs_baseline")
+    if p is not None and model.baselines and not math.isnan(value):
+        best = (model.grid.meta.get("baselines") or {}).get("best", "best baseline")
+        out.append((f"best baseline ({best})", float(delta[row, col]), _finite(p[row, col])))
+    grid = model.grid
+    if math.isnan(value) or "scores" not in grid.tensor_names:
+        return out
+    labels = grid.tensor("labels").astype(np.int64)
+    rows, here = cell_scores(grid, row, col)
+    others = []
+    if 0 in model.layers and model.layers[row] != 0:
+        others.append((f"layer 0 {model.positions[col]}", model.layers.index(0), col))
+    best = model.best("auc")
+    if best is not None and best != (row, col):
+        others.append((f"best cell L{model.layers[best[0]]} {model.positions[best[1]]}", *best))
+    for name, r, c in others:
+        _, theirs = cell_scores(grid, r, c)
+        out.append((name, value - float(model.values("auc")[r, c]),
+                    paired_p(labels, rows, here, theirs)))
+    return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def _add_examples(model: GridModel, detail: CellDetail, k: int) -> None:

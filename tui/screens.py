@@ -136,7 +136,12 @@ def detail_text(detail: CellDetail, metric: str) -> Table:
             lo, hi = detail.intervals[name]
             line.append(f"  [{lo:.3f}, {hi:.3f}]")
         grid.add_row(line)
+    if detail.spread is not None:
+        grid.add_row(Text(f"spread over seeds ±{detail.spread:.3f}"))
     grid.add_row(Text(_counts_line(detail.counts)))
+    for against, delta, p in detail.tests:
+        shown = "—" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+        grid.add_row(Text(f"vs {against}: Δ AUC {delta:+.3f}, paired DeLong p {shown}"))
     if detail.reason:
         grid.add_row(Text(f"no probe: {detail.reason}", style="bold"))
     if detail.examples_note:

@@ -53,7 +53,7 @@ class Row:
     spread: float | None = None  # over seeds
 
 
-def _cell_scores(grid, row: int, col: int, seed: int = 0):
+def cell_scores(grid, row: int, col: int, seed: int = 0):
     rows = grid.tensor("test_rows")[seed]
     scores = grid.tensor("scores")[seed, row, col, :rows.size].astype(np.float64)
     return rows, scores
@@ -66,7 +66,7 @@ def comparison(grid) -> list[Row]:
     if best is None:
         return []
     labels = grid.tensor("labels").astype(np.int64) if "labels" in grid.tensor_names else None
-    rows, top = _cell_scores(grid, best.row, best.col) if labels is not None else (None, None)
+    rows, top = cell_scores(grid, best.row, best.col) if labels is not None else (None, None)
     lo, hi = (b[best.row, best.col] for b in values.intervals["auc"]) \
         if "auc" in values.intervals else (None, None)
     n = int(grid.counts()["n_test"][best.row, best.col]) if "n_test" in grid.counts() else None
@@ -80,7 +80,7 @@ def comparison(grid) -> list[Row]:
     return out
 
 
-def _paired_p(labels, rows, top, other) -> float | None:
+def paired_p(labels, rows, top, other) -> float | None:
     keep = np.isfinite(top) & np.isfinite(other) & (rows >= 0)
     if not keep.any():
         return None
@@ -97,17 +97,28 @@ def _baseline_rows(grid, labels, rows, top) -> list[Row]:
     scores = grid.tensor("baseline_scores")[0].astype(np.float64)
     out = []
     names = info.get("names", [])
-    for k, name in enumerate(names):
-        twin = name.replace("prob_", "logprob_", 1) if name.startswith("prob_") else None
-        if np.isnan(auc[k]) or (twin in names and auc[names.index(twin)] == auc[k]):
-            continue  # min/max/last of p order examples as those of log p do: one row
-        p = _paired_p(labels, rows, top, scores[k, :rows.size])
-        shown = name.replace("logprob_", "(log)prob_") if any(
-            f"prob_{name[len('logprob_'):]}" == other and auc[names.index(other)] == auc[k]
-            for other in names) and name.startswith("logprob_") else name
-        out.append(Row(shown, info.get("descriptions", {}).get(name, ""), float(auc[k]),
+    for k, shown in shown_baselines(names, auc):
+        p = paired_p(labels, rows, top, scores[k, :rows.size])
+        out.append(Row(shown, info.get("descriptions", {}).get(names[k], ""), float(auc[k]),
                        float(lo[k]), float(hi[k]), int(n[k]), p))
     out.sort(key=lambda r: -r.auc)
+    return out
+
+
+def shown_baselines(names: list[str], auc) -> list[tuple[int, str]]:
+    """(index, name to show) of the scored baselines, a probability statistic folded into
+    its log-probability twin when they order the examples alike (min, max and last always
+    do) and so have the same AUC: "(log)prob_min_exact"."""
+    out = []
+    for k, name in enumerate(names):
+        if np.isnan(auc[k]):
+            continue
+        if name.startswith("prob_") and f"log{name}" in names \
+                and auc[names.index(f"log{name}")] == auc[k]:
+            continue
+        twin = name[len("log"):] if name.startswith("logprob_") else None
+        folded = twin in names and auc[names.index(twin)] == auc[k]
+        out.append((k, f"(log){twin}" if folded else name))
     return out
 
 
@@ -118,12 +129,12 @@ def _reference_rows(grid, values: GridValues, best, labels, cell) -> list[Row]:
         r0 = values.layers.index(0)
         auc0 = values.metric("auc")[r0, best.col]
         if math.isfinite(auc0):
-            _, scores0 = _cell_scores(grid, r0, best.col)
+            _, scores0 = cell_scores(grid, r0, best.col)
             lo, hi = (b[r0, best.col] for b in values.intervals.get("auc", (None, None))) \
                 if "auc" in values.intervals else (None, None)
             out.append(Row(f"layer 0 {best.position}", "token identity: the embedding, no "
                            "context", float(auc0), lo, hi, None,
-                           _paired_p(labels, rows, top, scores0)))
+                           paired_p(labels, rows, top, scores0)))
     if "perm_auc" in grid.tensor_names:
         null = grid.tensor("perm_auc")[best.col]
         if np.isfinite(null).any():

@@ -1,0 +1,76 @@
+"""Grid A against grid B, cell by cell, with the test a reviewer asks for.
+
+When both grids score the same examples (the same run and the same test rows of the first
+seed: another probe family, site or setting on one run), each cell's difference gets a
+paired DeLong test; otherwise (other runs) an unpaired one. p-values are corrected across
+the compared cells (Benjamini-Hochberg by default). The viewer's diff mode and `export
+--diff` mark the cells whose corrected p is 0.05 or more as not significant. numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import adjust_p, delong_paired, delong_unpaired
+
+ALPHA = 0.05
+
+
+@dataclass
+class Comparison:
+    delta: np.ndarray  # [L_a, P_a]: A - B where both have the cell, else NaN
+    p: np.ndarray
+    q: np.ndarray
+    paired: bool
+    correction: str
+
+    def not_significant(self) -> np.ndarray:
+        """Cells with a difference whose corrected p is at least 0.05."""
+        return np.isfinite(self.delta) & ~(self.q < ALPHA)
+
+
+def _cell_data(grid, row: int, col: int):
+    rows = grid.tensor("test_rows")[0]
+    scores = grid.tensor("scores")[0, row, col, :rows.size].astype(np.float64)
+    keep = (rows >= 0) & np.isfinite(scores)
+    labels = grid.tensor("labels").astype(np.int64)
+    return rows[keep], scores[keep], labels[rows[keep]]
+
+
+def same_examples(a, b) -> bool:
+    ra, rb = a.meta.get("run") or {}, b.meta.get("run") or {}
+    if not ra.get("content_hash") or ra.get("content_hash") != rb.get("content_hash"):
+        return False
+    return np.array_equal(a.tensor("test_rows")[0], b.tensor("test_rows")[0])
+
+
+def compare(a, b, metric: str = "auc", correction: str = "bh") -> Comparison | None:
+    """Cell-by-cell tests of A - B over A's cells; None when either grid kept no scores."""
+    needed = {"scores", "test_rows", "labels"}
+    if not (needed <= set(a.tensor_names) and needed <= set(b.tensor_names)):
+        return None
+    aligned = a.grid_values.align(b.grid_values)
+    L, P = len(a.layers), len(a.positions)
+    delta, p = np.full((L, P), np.nan), np.full((L, P), np.nan)
+    if aligned is None:
+        return Comparison(delta, p, p.copy(), False, correction)
+    paired = same_examples(a, b)
+    for ia, ib in zip(aligned.rows_a, aligned.rows_b, strict=True):
+        for ja, jb in zip(aligned.cols_a, aligned.cols_b, strict=True):
+            delta[ia, ja], p[ia, ja] = _test(a, b, (ia, ja), (ib, jb), paired)
+    return Comparison(delta, p, adjust_p(p, correction), paired, correction)
+
+
+def _test(a, b, cell_a, cell_b, paired: bool) -> tuple[float, float]:
+    rows_a, sa, ya = _cell_data(a, *cell_a)
+    rows_b, sb, yb = _cell_data(b, *cell_b)
+    if paired:
+        shared, ia, ib = np.intersect1d(rows_a, rows_b, return_indices=True)
+        if shared.size == 0:
+            return np.nan, np.nan
+        diff, _, pval = delong_paired(ya[ia], sa[ia], sb[ib])
+    else:
+        diff, _, pval = delong_unpaired(ya, sa, yb, sb)
+    return diff, pval
