@@ -120,7 +120,7 @@ def export(argv: list[str], capsys=None) -> tuple[int, str]:
 def test_identical_inputs_give_identical_bytes(grid, out_dir, ext, monkeypatch):
     # Annotations make 480 text objects; 12 layers keep the test quick and cover the same paths.
     opts = dict(annotate=True, mark_best=True, highlights=["4:8,first_answer:-1"], title="T",
-                layers="0:11")
+                layers="0:11", width="double")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")  # a different clock for each export
     a = export_grid(grid, out_dir / f"a.{ext}", **opts)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -237,7 +237,8 @@ def test_annotations_flip_to_white_on_dark_cells(tmp_path, out_dir):
     values = np.full((32, 15), 0.55)
     values[0, 0] = 0.97
     grid = open_grid(make_grid(tmp_path / "g", values=values))
-    root = ET.parse(export_grid(grid, out_dir / "f.svg", annotate=True)).getroot()
+    root = ET.parse(export_grid(grid, out_dir / "f.svg", annotate=True,
+                                width="double")).getroot()
     styles = {"".join(t.itertext()): t.get("style") for t in root.iter(f"{SVG}text")}
     assert "fill: #ffffff" in styles["0.97"]
     assert "fill" not in styles["0.55"]  # default black
@@ -421,3 +422,67 @@ def test_pdf_text_maps_back_to_characters(grid, out_dir):
                for h in re.findall(rb"<([0-9A-Fa-f]+)>", line)[2 if b"[" in line else 1:]]
     assert targets and "\x00" not in "".join(targets)
     assert set("first_answer") <= set("".join(targets))
+
+
+def test_annotations_are_sized_to_fit_or_refused_in_one_line(grid, out_dir, tmp_path):
+    from probeheat.figures.draw import MIN_TYPE
+
+    root = ET.parse(export_grid(grid, out_dir / "f.svg", annotate=True, width="double",
+                                layers="0:16")).getroot()
+    sizes = {float(re.search(r"font-size: ([\d.]+)px", t.get("style")).group(1))
+             for t in root.iter(f"{SVG}text") if re.fullmatch(r"0\.\d\d", "".join(t.itertext()))}
+    assert len(sizes) == 1 and MIN_TYPE <= sizes.pop() <= 7.0
+    with pytest.raises(UserError, match=r"--annotate: cells are .*\(use --width [\d.]+") as err:
+        export_grid(grid, out_dir / "g.svg", annotate=True, width="single", layers="0:16")
+    wide = float(re.search(r"--width ([\d.]+)", str(err.value)).group(1))
+    assert export_grid(grid, out_dir / "g.svg", annotate=True, width=wide,
+                       layers="0:16").exists()  # the width it names is enough
+
+
+@pytest.fixture(scope="module")
+def evidence_grids(tmp_path_factory):
+    from probeheat.probe.grid import make_grid as probe_grid
+    from probeheat.synthetic import write_synthetic_run
+
+    root = tmp_path_factory.mktemp("evidence")
+    run = write_synthetic_run(root / "run", n=240, n_layers=5, hidden=8, baselines=True)
+    return (open_grid(probe_grid(run, root / "a", progress=False)),
+            open_grid(probe_grid(run, root / "b", preset="paper", progress=False)),
+            open_grid(probe_grid(run, root / "c", seeds=(0, 1, 2), progress=False)))
+
+
+def test_the_baseline_strip_is_drawn_on_the_heatmap_scale(evidence_grids, out_dir):
+    grid = evidence_grids[0]
+    groups = svg_groups(export_grid(grid, out_dir / "f.svg", baselines=True, width="double"))
+    strip = axis_texts(groups["baselines"])
+    names = [n for n, _ in __import__("probeheat.figures.view", fromlist=["x"]).baseline_rows(grid)]
+    assert strip["yticks"] == names and "(log)prob_max_all" in names
+    assert "Baselines" in _texts(groups["baselines"])
+    empty = evidence_grids[0].path.parent / "no-baselines"
+    from probeheat.probe.grid import make_grid as probe_grid
+    from probeheat.synthetic import write_synthetic_run
+
+    plain = open_grid(probe_grid(write_synthetic_run(empty / "run", n=120, n_layers=3, hidden=8),
+                                 empty / "grid", controls=False, progress=False))
+    with pytest.raises(UserError, match="--baselines: .* holds no baselines"):
+        export_grid(plain, out_dir / "g.svg", baselines=True)
+
+
+def test_a_diff_figure_hatches_cells_that_do_not_differ_significantly(evidence_grids, out_dir):
+    from probeheat.probe.compare import compare
+
+    a, b, _ = evidence_grids
+    groups = svg_groups(export_grid(a, out_dir / "d.svg", diff=b, width="double"))
+    hatched = {g for g in groups if g.startswith("ns-")}
+    expected = {f"ns-{i}-{j}" for i, j in np.argwhere(compare(a, b).not_significant())}
+    assert hatched == expected and hatched
+    assert any("not significant" in t for t in _texts(groups["legend-not-significant"]))
+
+
+def test_annotations_carry_the_spread_over_seeds(evidence_grids, out_dir):
+    grid = evidence_grids[2]
+    root = ET.parse(export_grid(grid, out_dir / "s.svg", annotate=True, width="double")).getroot()
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    spreads = [t for t in texts if re.fullmatch(r"±\.\d\d", t)]  # a line under each value
+    values = [t for t in texts if re.fullmatch(r"0\.\d\d", t)]
+    assert spreads and len(spreads) == len(values) == 5 * 15

@@ -23,7 +23,7 @@ first_answer:-1 runs from first_answer to the last column named -1. Existing fil
 replaced; a failed export leaves the old file (or nothing) in place."""
 
 GRID_ONLY = ("positions", "layers", "highlight", "diff", "mark_best", "panels", "panel_titles",
-             "metric", "annotate")
+             "metric", "annotate", "baselines")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="override the height derived from the grid's shape")
     look.add_argument("--vmin", type=float, default=None, help="colour scale minimum (default 0.5)")
     look.add_argument("--vmax", type=float, default=None, help="colour scale maximum (default 1.0)")
-    look.add_argument("--annotate", action="store_true", help="print each cell's value in it")
+    look.add_argument("--annotate", action="store_true",
+                      help="print each cell's value in it (with its spread over seeds when "
+                           "the grid has several); the type is sized to fit the cells")
+    look.add_argument("--baselines", action="store_true",
+                      help="add a strip of the grid's best baselines beside the heatmap, on the "
+                           "same colour scale")
     look.add_argument("--mark-best", action="store_true", help="outline the highest cell")
     look.add_argument("--highlight", action="append", default=[], metavar="LAYERS,POSITIONS",
                       help="draw a box, e.g. 4:28,first_answer:-1 (repeatable)")
@@ -102,6 +107,7 @@ def _options(args, x: str, y: str, width: str):
         metric=args.metric or "auc", positions=args.positions, layers=args.layers,
         width=args.width or width, height=args.height, vmin=args.vmin, vmax=args.vmax,
         annotate=args.annotate, mark_best=args.mark_best, highlights=tuple(args.highlight),
+        baselines=args.baselines,
         title=args.title, dpi=args.dpi, xlabel=x if args.xlabel is None else args.xlabel,
         ylabel=y if args.ylabel is None else args.ylabel, panels=args.panels,
         panel_titles=[t.strip() for t in args.panel_titles.split(",")]

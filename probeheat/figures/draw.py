@@ -7,11 +7,13 @@ tick every 2 layers, rotated position labels, a labelled colour bar. Cells are d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UserError
 from .options import FigureOptions
 from .view import DIFF_CMAP, HeatmapView, metric_label
 
@@ -69,8 +71,7 @@ def figure_size(width: float, rows: int, cols: int, xlabels: Sequence[str],
     return round(width, 2), round(height, 2)
 
 
-def _draw_heatmap(ax, view: HeatmapView, norm, cmap, *, annotate: bool, xlabel, ylabel,
-                  cell_pt: tuple[float, float]):
+def _draw_heatmap(ax, view: HeatmapView, norm, cmap, *, xlabel, ylabel):
     rows, cols = view.values.shape
     mesh = ax.pcolormesh(np.arange(cols + 1) - 0.5, np.arange(rows + 1) - 0.5,
                          np.ma.masked_invalid(view.values), cmap=cmap, norm=norm,
@@ -88,25 +89,103 @@ def _draw_heatmap(ax, view: HeatmapView, norm, cmap, *, annotate: bool, xlabel, 
         ax.set_ylabel(ylabel)
     if view.title:
         ax.set_title(view.title)
-    if annotate:
-        _annotate(ax, view.values, norm, cmap, cell_pt)
+    _draw_hatch(ax, view)
     _draw_boxes(ax, view)
     return mesh
 
 
-def _annotate(ax, values: np.ndarray, norm, cmap, cell_pt: tuple[float, float]) -> None:
+MIN_TYPE = 4.5  # points: smaller annotations are not readable in print
+MAX_TYPE = 7.0
+EM_PER_CHAR = 0.62  # DejaVu Sans digits are 0.636 em wide, the point narrower
+
+
+def annotation_size(fig, ax, view: HeatmapView) -> float:
+    """The font size at which a cell's text fits its cell, measured on the laid-out figure;
+    a one-line UserError says what width is needed when it would be unreadable."""
+    fig.draw_without_rendering()  # constrained layout decides the axes' size
+    box = ax.get_window_extent()
+    rows, cols = view.values.shape
+    cell_w, cell_h = box.width * 72 / fig.dpi / cols, box.height * 72 / fig.dpi / rows
+    chars, lines = (4, 2) if view.spread is not None else (len(_cell_text(view, 0, 0)) or 4, 1)
+    size = min(MAX_TYPE, 0.85 * cell_w / (chars * EM_PER_CHAR), 0.8 * cell_h / (1.2 * lines))
+    if size < MIN_TYPE:
+        axes_w = box.width / fig.dpi  # inches; labels and the colour bar take the rest
+        need = math.ceil(10 * (fig.get_figwidth() - axes_w + 1.1 * axes_w * MIN_TYPE / size)) / 10
+        raise UserError("--annotate", f"cells are {cell_w:.0f} x {cell_h:.0f} pt here: values "
+                        f"need {MIN_TYPE} pt type", f"use --width {need:.1f} (inches) or more, "
+                        "--height, or fewer --positions / --layers")
+    return size
+
+
+def _cell_text(view: HeatmapView, i: int, j: int) -> str:
+    v = view.values[i, j]
+    if not np.isfinite(v):
+        return ""
+    text = f"{v:+.2f}" if view.cmap == DIFF_CMAP else f"{v:.2f}"
+    if view.spread is not None and np.isfinite(view.spread[i, j]):
+        text += f"\n±{view.spread[i, j]:.2f}".replace("0.", ".")
+    return text
+
+
+def _annotate(ax, view: HeatmapView, norm, cmap, size: float) -> None:
     """Values in cells; white text on dark cells so it stays readable."""
-    rows, cols = values.shape
-    size = max(3.0, min(7.0, 0.8 * cell_pt[1], cell_pt[0] / (4 * 0.6)))
+    rows, cols = view.values.shape
     for i in range(rows):
         for j in range(cols):
-            v = values[i, j]
-            if not np.isfinite(v):
+            text = _cell_text(view, i, j)
+            if not text:
                 continue
-            r, g, b, _ = cmap(norm(v))
+            r, g, b, _ = cmap(norm(view.values[i, j]))
             dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=size,
-                    color="white" if dark else "black")
+            ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                    color="white" if dark else "black", linespacing=1.0)
+
+
+HATCH = "////"
+HATCH_COLOUR = "#525252"
+
+
+def _draw_hatch(ax, view: HeatmapView) -> None:
+    """Diff cells whose difference is not significant, hatched (see the legend)."""
+    from matplotlib.patches import Rectangle
+
+    if view.hatch is None:
+        return
+    for i, j in np.argwhere(view.hatch):
+        cell = Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=HATCH, linewidth=0,
+                         edgecolor=HATCH_COLOUR, zorder=2)
+        cell.set_gid(f"ns-{i}-{j}")
+        ax.add_patch(cell)
+
+
+def _hatch_legend(fig) -> None:
+    from matplotlib.patches import Patch
+
+    handle = Patch(facecolor="white", edgecolor=HATCH_COLOUR, hatch=HATCH, linewidth=0.4,
+                   label="not significant: q >= 0.05 (DeLong, Benjamini-Hochberg)")
+    legend = fig.legend(handles=[handle], loc="outside lower center", frameon=False,
+                        fontsize="small", handlelength=1.5)
+    legend.set_gid("legend-not-significant")
+
+
+def _draw_baselines(ax, view: HeatmapView, norm, cmap) -> None:
+    """A one-column strip of the grid's best baselines on the same colour scale."""
+    names = [n for n, _ in view.baselines]
+    values = np.array([[v] for _, v in view.baselines])
+    mesh = ax.pcolormesh([-0.5, 0.5], np.arange(len(names) + 1) - 0.5, values, cmap=cmap,
+                         norm=norm, edgecolors="face", linewidth=0.1)
+    mesh.set_gid("baseline-cells")
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.yaxis.tick_right()
+    ax.set_yticks(range(len(names)), names)
+    ax.tick_params(length=0, pad=1.5, labelsize="small")
+    ax.set_title("Baselines", fontsize="small")
+    for k, (_, v) in enumerate(view.baselines):
+        r, g, b, _ = cmap(norm(v))
+        dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
+        ax.text(0, k, f"{v:.2f}", ha="center", va="center", fontsize="x-small",
+                color="white" if dark else "black")
 
 
 def _draw_boxes(ax, view: HeatmapView) -> None:
@@ -173,30 +252,41 @@ def build_grid_figure(views: Sequence[HeatmapView], opts: FigureOptions,
     cols = max(v.values.shape[1] for v in views)
     w, h = figure_size(width, rows, cols, xlabels, ylabels, panels, bool(title))
     fig = _new_figure((w, height or h))
-    axes = fig.subplots(prow, pcol, squeeze=False)
+    strip = len(views) == 1 and bool(views[0].baselines)
+    axes = fig.subplots(prow, pcol + strip, squeeze=False,
+                        width_ratios=[cols, 1] if strip else None)
+    heat_axes = axes[:, :pcol] if strip else axes
     norm, cmap = _norm_cmap(views[0])
-    cell_pt = (72 * w * 0.8 / (pcol * cols), 72 * (height or h) * 0.7 / (prow * rows))
     same = all(v.layers == views[0].layers and v.positions == views[0].positions for v in views)
     mesh = None
-    for k, ax in enumerate(axes.flat):
+    for k, ax in enumerate(heat_axes.flat):
         if k >= len(views):
             ax.set_visible(False)
             continue
         r, c = divmod(k, pcol)
         outer_x = r == prow - 1 or k + pcol >= len(views)
         ax.set_gid("heatmap" if len(views) == 1 else f"heatmap-{k + 1}")
-        mesh = _draw_heatmap(ax, views[k], norm, cmap, annotate=opts.annotate,
-                             xlabel=opts.xlabel if outer_x else None,
-                             ylabel=opts.ylabel if c == 0 else None, cell_pt=cell_pt)
+        mesh = _draw_heatmap(ax, views[k], norm, cmap, xlabel=opts.xlabel if outer_x else None,
+                             ylabel=opts.ylabel if c == 0 else None)
         if same and not outer_x:
             ax.tick_params(labelbottom=False)
         if same and c > 0:
             ax.tick_params(labelleft=False)
+    if strip:
+        axes[0, -1].set_gid("baselines")
+        _draw_baselines(axes[0, -1], views[0], norm, cmap)
     bar = fig.colorbar(mesh, ax=axes.ravel().tolist(), extend=_extend(views),
                        fraction=0.08 if pcol == 1 else 0.04, pad=0.02, aspect=30)
     _vector_bar(bar, views[0].label)
     if title and len(views) > 1:
         fig.suptitle(title)
+    if any(v.hatch is not None and v.hatch.any() for v in views):
+        _hatch_legend(fig)
+    if opts.annotate:
+        visible = [ax for ax in heat_axes.flat if ax.get_visible()]
+        size = annotation_size(fig, visible[0], views[0])
+        for ax, view in zip(visible, views, strict=False):
+            _annotate(ax, view, norm, cmap, size)
     return fig
 
 
@@ -216,13 +306,12 @@ def build_generalization_figure(values: np.ndarray, train: list[str], test: list
     ax = fig.subplots()
     ax.set_gid("heatmap")
     norm, cmap = _norm_cmap(view)
-    cell_pt = (72 * cell, 72 * (h - 0.8) / len(train))
-    mesh = _draw_heatmap(ax, view, norm, cmap, annotate=True, xlabel=opts.xlabel,
-                         ylabel=opts.ylabel, cell_pt=cell_pt)
+    mesh = _draw_heatmap(ax, view, norm, cmap, xlabel=opts.xlabel, ylabel=opts.ylabel)
     ax.set_yticks(range(len(train)), train)
     ax.set_xticks(range(len(test)), test, rotation=45, ha="right", rotation_mode="anchor")
     bar = fig.colorbar(mesh, ax=ax, extend=_extend([view]), fraction=0.08, pad=0.03, aspect=25)
     _vector_bar(bar, view.label)
+    _annotate(ax, view, norm, cmap, annotation_size(fig, ax, view))
     return fig
 
 

@@ -49,6 +49,8 @@ class FigureOptions:
     ylabel: str | None = "Layer"
     panels: str | None = None
     panel_titles: list[str] | None = field(default=None)
+    baselines: bool = False  # a strip of the grid's baselines beside the heatmap
+    spread: bool = True  # with --annotate and several seeds: "0.85 ±.02" in each cell
 
     @classmethod
     def of(cls, options: FigureOptions | None = None, **changes) -> FigureOptions:

@@ -38,6 +38,9 @@ class HeatmapView:
     title: str | None = None
     boxes: list[tuple] = field(default_factory=list)  # resolved highlights
     best: tuple[int, int] | None = None
+    spread: np.ndarray | None = None  # over seeds, shown beside annotated values
+    hatch: np.ndarray | None = None  # diff cells whose difference is not significant
+    baselines: list[tuple[str, float]] = field(default_factory=list)  # (name, AUC), best first
 
 
 def _check_metric(grid: GridBundle, metric: str) -> None:
@@ -81,8 +84,41 @@ def grid_view(grid: GridBundle, options: FigureOptions | None = None, *,
         (lo, hi), cmap, label = opts.color_range(), CMAP, metric_label(opts.metric)
     boxes = [resolve_highlight(h if isinstance(h, Highlight) else parse_highlight(h),
                                layers, positions) for h in opts.highlights]
-    return HeatmapView(values, layers, positions, label, lo, hi, cmap, opts.title, boxes,
+    view = HeatmapView(values, layers, positions, label, lo, hi, cmap, opts.title, boxes,
                        best_index(values) if opts.mark_best else None)
+    cells = np.ix_([grid.layers.index(x) for x in layers],
+                   [grid.positions.index(p) for p in positions])
+    if diff is not None and opts.metric == "auc":
+        view.hatch = _not_significant(grid, diff, cells)
+    elif opts.spread and len((grid.meta.get("probe") or {}).get("seeds") or []) > 1:
+        std = grid.grid_values.spread.get(opts.metric)
+        view.spread = None if std is None else std[cells]
+    if opts.baselines:
+        view.baselines = baseline_rows(grid)
+    return view
+
+
+def _not_significant(grid, diff, cells) -> np.ndarray | None:
+    from ..probe.compare import compare
+
+    tests = compare(grid, diff)
+    return None if tests is None else tests.not_significant()[cells]
+
+
+def baseline_rows(grid, most: int = 8) -> list[tuple[str, float]]:
+    """The grid's best baselines (name, AUC), best first; refuses a grid without any."""
+    from ..probe.report import shown_baselines
+
+    info = grid.meta.get("baselines") or {}
+    auc = grid.tensor("baseline_auc") if "baseline_auc" in grid.tensor_names else np.zeros(0)
+    rows = [(shown, float(auc[k])) for k, shown in shown_baselines(info.get("names", []), auc)]
+    if not rows:
+        absent = info.get("absent")
+        reasons = sorted(set(absent.values())) if isinstance(absent, dict) else [absent]
+        raise UserError("--baselines", f"{grid.path} holds no baselines ("
+                        + "; ".join(r for r in reasons if r) + ")",
+                        "probe a run made with baselines, or leave --baselines out")
+    return sorted(rows, key=lambda r: -r[1])[:most]
 
 
 def _cells(grid: GridBundle, metric: str, layers: list[int], positions: list[str]) -> np.ndarray:
