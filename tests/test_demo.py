@@ -25,6 +25,14 @@ def test_demo_pipeline_small(tmp_path, builtin_folder):
     auc = open_grid(grid).metric("auc")
     assert auc.shape == (31, 15) and np.isfinite(auc).any()
     assert f"probeheat view {grid}" in result.stdout
+    assert "p vs best cell" in result.stdout and "permuted labels" in result.stdout
+    assert "exact-answer policy (same answers)" in result.stdout
+    symmetric = open_run(tmp_path / "runs" / f"{name}-symmetric")
+    assert symmetric.meta["exact_answer_rule"] == "symmetric"
+    assert [r["generated_ids"] for r in symmetric.records()] == \
+        [r["generated_ids"] for r in records], "both policies read the same answers"
+    assert {r["exact_answer_source"] for r in symmetric.records()} == {"heuristic"}
+    assert "baselines" in open_grid(grid).meta
 
     import matplotlib.image
 

@@ -63,6 +63,10 @@ def add_arguments(p) -> None:
     p.add_argument("--group-column",
                    help="column of groups that never straddle a probe's train/test split "
                         "(duplicate questions never do)")
+    p.add_argument("--answers-from", type=Path, metavar="RUN",
+                   help="reuse the answers of this run (same model, dataset and prompts): no "
+                        "generation, one batched re-forward; e.g. the same answers under "
+                        "--exact-answer symmetric or other --positions")
     p.add_argument("--no-baselines", action="store_true",
                    help="skip storing token log-probabilities and p(True) (one forward per "
                         "answer and per exact answer)")
@@ -101,6 +105,7 @@ def run(args) -> int:
         progress=args.log_format, log_interval=args.log_interval, verbose=args.verbose,
         exact_answer=args.exact_answer, category_column=args.category_column,
         group_column=args.group_column, baselines=not args.no_baselines,
+        answers_from=args.answers_from,
     )
     do_run(cfg, argv=["probeheat", *sys.argv[1:]])
     return 0

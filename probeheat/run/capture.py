@@ -225,6 +225,19 @@ class CaptureEngine:
             batch.step_rows = rec.step_rows
         return batch
 
+    def replay(self, prompt_ids: Sequence[Sequence[int]], answers: Sequence[dict]
+               ) -> GeneratedBatch:
+        """A batch of answers generated before (``generated_ids``, ``stop_reason`` and
+        ``token_logprobs`` of each), captured by one re-forward when gathered: the same
+        answers under another exact-answer policy or other positions, without generating."""
+        if self.mode != "reforward":
+            raise ValueError("replay needs an engine in mode 'reforward'")
+        return GeneratedBatch([list(map(int, p)) for p in prompt_ids],
+                              [list(map(int, a["generated_ids"])) for a in answers],
+                              [a["stop_reason"] for a in answers],
+                              [list(a.get("token_logprobs") or []) for a in answers],
+                              engine=self)
+
     def generate_text(self, prompts: Sequence[str], max_new_tokens: int | None = None, *,
                       stop_on_newline: bool | None = None, batch_size: int = 16) -> list[str]:
         """Plain greedy answers (no capture), e.g. for a model-based answer extractor."""
@@ -248,10 +261,30 @@ class CaptureEngine:
         One forward per prompt, no generation, no capture; left padding with position ids
         cumsum(mask) - 1, so a prompt scores the same in any batch (float32).
         """
-        ids, mask, positions = self._left_padded([list(map(int, p)) for p in prompt_ids])
-        out = self._forward(ids, mask, positions, None)
+        prompts = [list(map(int, p)) for p in prompt_ids]
+        shared = common_prefix(prompts)
+        if shared < 8:  # nothing worth sharing: one padded forward
+            ids, mask, positions = self._left_padded(prompts)
+            out = self._forward(ids, mask, positions, None)
+        else:
+            out = self._forward_after_prefix(prompts, shared)
         logprobs = torch.log_softmax(out.logits[:, -1, :].float(), -1)
         return logprobs[:, list(token_ids)].cpu().numpy()
+
+    def _forward_after_prefix(self, prompts: list[list[int]], shared: int):
+        """One forward over a batch whose prompts share their first ``shared`` tokens (a
+        few-shot preamble): the preamble's KV cache is computed once, then every row's rest
+        is left-padded after it; position ids keep counting over real tokens only."""
+        device = self.loaded.input_device
+        head = torch.tensor([prompts[0][:shared - 1]], device=device)
+        ones = torch.ones_like(head)
+        past = self._cache_of(self._forward(head, ones, (ones.cumsum(-1) - 1), None))
+        past.batch_repeat_interleave(len(prompts))
+        rests = [p[shared - 1:] for p in prompts]  # at least one token each
+        ids, mask, _ = self._left_padded(rests)
+        full_mask = torch.cat([ones.expand(len(prompts), -1), mask], dim=1)
+        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, shared - 1:]
+        return self._forward(ids, full_mask, positions, past)
 
     def _left_padded(self, prompts):
         """(ids, mask, position ids) of a left-padded batch on the input device."""
@@ -372,6 +405,15 @@ def _select(keep: list[int], rows: list[int], past: Any, *tensors: torch.Tensor)
     idx = torch.tensor(keep, device=tensors[0].device)
     past.batch_select_indices(idx)
     return [rows[i] for i in keep], past, tuple(t[idx.to(t.device)] for t in tensors)
+
+
+def common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every row has in common."""
+    first, n = rows[0], min(len(r) for r in rows)
+    for k in range(n):
+        if any(r[k] != first[k] for r in rows[1:]):
+            return k
+    return n
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -61,6 +61,7 @@ class RunConfig:
     category_column: str | None = None  # default: the dataset's own (world-facts: relation)
     group_column: str | None = None  # examples sharing a value never straddle a split
     baselines: bool = True  # token log-probabilities and p(True) per example
+    answers_from: Path | None = None  # reuse this run's answers: no generation, one re-forward
 
     @property
     def progress_mode(self) -> str:

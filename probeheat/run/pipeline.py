@@ -42,6 +42,7 @@ class RunContext:
     engine: Any = None
     extractor: Any = None
     p_true: Any = None
+    replay: dict | None = None  # index -> the source run's record (--answers-from)
 
 
 def run(cfg: RunConfig, argv: list[str] | None = None) -> Path | None:
@@ -83,8 +84,36 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
     prompts = Prompts(loaded.tokenizer, template, cfg.few_shot,
                       [e.question for e in dataset.examples])
     ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
+    if cfg.answers_from is not None:
+        ctx.replay = source_answers(ctx)
     ctx.meta = run_metadata(ctx, argv)
     return ctx
+
+
+def source_answers(ctx: RunContext) -> dict[int, dict]:
+    """The records of --answers-from, refused unless they answer exactly these prompts."""
+    from ..bundle import open_run
+
+    cfg, where = ctx.cfg, "--answers-from"
+    source = open_run(cfg.answers_from)
+    model = source.meta.get("model") or {}
+    mine = ctx.loaded.info
+    if (model.get("model_id"), model.get("revision")) != (mine.get("model_id"),
+                                                          mine.get("revision")):
+        raise UserError(where, f"{source.path} was answered by {model.get('model_id')!r}, "
+                        f"not {mine.get('model_id')!r}", "reuse answers of the same model")
+    records = {r["index"]: r for r in source.records()}
+    if len(records) != len(ctx.dataset.examples) or any(
+            records[i].get("prompt") != ctx.prompts.text[i] for i in records):
+        raise UserError(where, f"{source.path} answered other prompts (dataset, --limit, "
+                        "--seed, --template or --few-shot differ)", "pass the same ones")
+    if not all("generated_ids" in r for r in records.values()):
+        raise UserError(where, f"{source.path} kept no generated token ids (written before "
+                        "format 1.2)", "run it again with this probeheat")
+    if ctx.dataset.content_hash != (source.meta.get("dataset") or {}).get("content_hash"):
+        raise UserError(where, f"{source.path} used another copy of the dataset",
+                        "pass the same dataset")
+    return records
 
 
 def check_columns(cfg: RunConfig, dataset) -> None:
@@ -126,7 +155,8 @@ def answer_all(ctx: RunContext, writer: RunWriter, dist: Dist) -> Path | None:
 
     cfg = ctx.cfg
     done = writer.done_records()
-    ctx.engine = CaptureEngine(ctx.loaded, sites=tuple(cfg.sites), mode=cfg.capture,
+    ctx.engine = CaptureEngine(ctx.loaded, sites=tuple(cfg.sites),
+                               mode="reforward" if ctx.replay else cfg.capture,
                                max_new_tokens=cfg.max_new_tokens,
                                stop_on_newline=ctx.prompts.stop_on_newline,
                                lookback=prompt_lookback(ctx.names))
@@ -179,9 +209,11 @@ def capture_all(ctx: RunContext, writer: RunWriter, batches, totals: Totals) -> 
                    interval=cfg.log_interval, totals=totals, show_accuracy=True)
     with bar:
         for rows, keep in batches:
-            whole = all(keep)  # rows count as they finish; a re-done batch counts at its end
-            batch = ctx.engine.generate([ctx.prompts.ids[i] for i in rows], on_progress=(
-                lambda n, t: bar.advance(n, tokens=t)) if whole else None)
+            whole = all(keep) and ctx.replay is None  # rows count as they finish, else at the end
+            prompts = [ctx.prompts.ids[i] for i in rows]
+            batch = ctx.engine.replay(prompts, [ctx.replay[i] for i in rows]) if ctx.replay \
+                else ctx.engine.generate(prompts, on_progress=(
+                    lambda n, t: bar.advance(n, tokens=t)) if whole else None)
             records = answer_records(ctx, rows, batch)
             acts, mask = batch.gather([r["positions"] for r in records], ctx.names)
             new = np.flatnonzero(keep)
@@ -228,6 +260,7 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "columns": [cfg.question_column, cfg.answers_column, cfg.id_column, cfg.missing_id],
         "exact_answer": cfg.exact_answer, "baselines": cfg.baselines,
         "groups": [category_of(ctx), cfg.group_column],
+        "answers_from": answers_source(cfg),
     }
     return {
         "fingerprint": fingerprint(identity),
@@ -248,7 +281,9 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "extractor_model": cfg.extractor_model,
         "baselines": baselines_meta(ctx),
         "generation": {"greedy": True, "max_new_tokens": cfg.max_new_tokens,
-                       "batch_size": cfg.batch_size, "capture": cfg.capture},
+                       "batch_size": cfg.batch_size,
+                       "capture": "reforward" if ctx.replay else cfg.capture,
+                       "answers_from": answers_source(cfg)},
         "positions": ctx.names,
         "layers": sites["resid"],
         "sites": sites,
@@ -264,6 +299,16 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "command": list(argv) if argv is not None else sys.argv,
         "created": now_iso(),
     }
+
+
+def answers_source(cfg: RunConfig) -> dict | None:
+    """The run whose answers this one reuses (--answers-from), by id and content hash."""
+    if cfg.answers_from is None:
+        return None
+    from ..bundle import open_run
+
+    source = open_run(cfg.answers_from)
+    return {"id": source.id, "content_hash": source.content_hash}
 
 
 def category_of(ctx: RunContext) -> str | None:
