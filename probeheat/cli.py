@@ -13,13 +13,20 @@ from .commands import COMMANDS
 from .errors import UserError, terminate_as_interrupt
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line (and the fix: --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="probeheat",
         description="Layer x token probing heatmaps: where does a model know its answer is wrong?",
     )
     parser.add_argument("--version", action="version", version=f"probeheat {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"probeheat.commands.{name}")

@@ -9,69 +9,113 @@ HELP = "answer a QA dataset with a model and capture hidden states at every laye
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", default="smollm2-135m-instruct",
-                   help="built-in name, local HF folder, .gguf file or hub id (default: %(default)s)")
-    p.add_argument("--dataset", default="world-facts",
-                   help="world-facts, a .jsonl/.csv/.parquet file, or hf:NAME[:CONFIG] (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="run bundle folder to write")
-    p.add_argument("--limit", type=int, help="use the first N questions after the seeded shuffle")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default: %(default)s)")
-    p.add_argument("--positions", default="default",
-                   help="comma list of positions, e.g. last_q,exact_answer_last,-1 or "
-                        "exact_answer_last+2 (default: the study's 15)")
-    p.add_argument("--template", default="auto",
-                   help="auto, chat, qa (`Q: {question}\\nA:`) or a string with {question}")
-    p.add_argument("--few-shot", type=int, default=0, help="number of few-shot examples")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--shard-size", type=int, default=128, help="examples per shard file")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="compute dtype")
-    p.add_argument("--store-dtype", default="auto",
-                   help="dtype of stored activations: auto (float16 for float32 runs, else the "
-                        "compute dtype), float32, float16, bfloat16")
-    p.add_argument("--device-map", default=None, choices=["auto"],
+    add_model_options(p.add_argument_group("model"))
+    add_data_options(p.add_argument_group("dataset"))
+    add_answer_options(p.add_argument_group("answers"))
+    add_capture_options(p.add_argument_group("capture"))
+    job = p.add_argument_group("the job")
+    job.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    job.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    job.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    job.add_argument("--quiet", action="store_true", help="no progress output")
+    add_log_options(job)
+
+
+def add_model_options(g) -> None:
+    from ..models.builtin import BUILTIN_MODELS
+
+    g.add_argument("--model", default="smollm2-135m-instruct",
+                   help=f"a built-in name ({', '.join(BUILTIN_MODELS)}), a local Hugging Face "
+                        "folder, a .gguf file or a hub id (default: %(default)s)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the model runs (default: %(default)s: cuda when available)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype (default: %(default)s)")
+    g.add_argument("--device-map", default=None, choices=["auto"],
                    help="spread a model larger than one GPU over the visible GPUs")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")
-    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    p.add_argument("--capture", default="generate", choices=["generate", "reforward"],
-                   help="capture during generation (default) or in a second forward pass")
-    p.add_argument("--sites", default="resid", help="comma list of resid, mlp, attn")
-    p.add_argument("--grader", help="grader name (default: the dataset's)")
-    p.add_argument("--extractor-model",
-                   help="model that extracts the exact answer of wrong answers ('self' = the same)")
-    p.add_argument("--question-column", default="question")
-    p.add_argument("--answers-column", default="answers")
-    p.add_argument("--id-column",
+    g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")
+    g.add_argument("--revision", help="hub revision: branch, tag or commit (hub ids only)")
+
+
+def add_data_options(g) -> None:
+    from ..data.presets import PRESETS
+
+    g.add_argument("--dataset", default="world-facts",
+                   help="world-facts (built in), a study preset "
+                        f"({', '.join(PRESETS)}), a .jsonl/.json/.csv/.parquet file, or "
+                        "hf:NAME[:CONFIG] (default: %(default)s)")
+    g.add_argument("--limit", type=int,
+                   help="use the first N questions after the seeded shuffle (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="shuffle seed (default: %(default)s)")
+    g.add_argument("--question-column", default="question",
+                   help="column of the question text (default: %(default)s)")
+    g.add_argument("--answers-column", default="answers",
+                   help="column of the gold aliases: a list, or one string split on | "
+                        "(default: %(default)s)")
+    g.add_argument("--id-column",
                    help="column holding each question's id (default: 'id' when the file has "
                         "one, else the row number)")
-    p.add_argument("--missing-id", default="skip", choices=["skip", "row"],
+    g.add_argument("--missing-id", default="skip", choices=["skip", "row"],
                    help="a row without an id: skip it (counted in the summary) or use its row "
                         "number (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
-    p.add_argument("--exact-answer", default="study", choices=["study", "symmetric"],
+    g.add_argument("--category-column",
+                   help="column whose values group questions for the category baseline "
+                        "(default: the dataset's own; world-facts: relation)")
+    g.add_argument("--group-column",
+                   help="column of groups that never straddle a probe's train/test split "
+                        "(duplicate questions never do)")
+
+
+def add_answer_options(g) -> None:
+    from ..data.graders import GRADERS
+
+    g.add_argument("--template", default="auto",
+                   help="auto (chat when the tokenizer has a chat template, else qa), chat, qa "
+                        "(`Q: {question}\\nA:`) or a string with {question} (default: "
+                        "%(default)s)")
+    g.add_argument("--few-shot", type=int, default=0,
+                   help="built-in few-shot examples before each question, 0-5 (default: "
+                        "%(default)s)")
+    g.add_argument("--max-new-tokens", type=int, default=64,
+                   help="longest answer, in tokens (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=16,
+                   help="questions answered together (default: %(default)s)")
+    g.add_argument("--grader", metavar="NAME",
+                   help=f"how an answer is graded against its aliases: {', '.join(GRADERS)} "
+                        "(default: the dataset's; world-facts: alias_match)")
+    g.add_argument("--extractor-model",
+                   help="model that extracts the exact answer of wrong answers ('self' = the "
+                        "answering model; default: the heuristic)")
+    g.add_argument("--exact-answer", default="study", choices=["study", "symmetric"],
                    help="study: a correct answer's span is its gold alias, a wrong one's comes "
                         "from the extractor; symmetric: the extractor (or heuristic) finds every "
                         "answer's span, so the span cannot depend on the label "
                         "(default: %(default)s)")
-    p.add_argument("--category-column",
-                   help="column whose values group questions for the category baseline "
-                        "(default: the dataset's own; world-facts: relation)")
-    p.add_argument("--group-column",
-                   help="column of groups that never straddle a probe's train/test split "
-                        "(duplicate questions never do)")
-    p.add_argument("--answers-from", type=Path, metavar="RUN",
+    g.add_argument("--answers-from", type=Path, metavar="RUN",
                    help="reuse the answers of this run (same model, dataset and prompts): no "
                         "generation, one batched re-forward; e.g. the same answers under "
                         "--exact-answer symmetric or other --positions")
-    p.add_argument("--no-baselines", action="store_true",
+    g.add_argument("--no-baselines", action="store_true",
                    help="skip storing token log-probabilities and p(True) (one forward per "
                         "answer and per exact answer)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    add_log_options(p)
+
+
+def add_capture_options(g) -> None:
+    g.add_argument("--positions", default="default",
+                   help="positions to capture: a comma list such as last_q,exact_answer_last,-1, "
+                        "exact_answer_last+2, ranges such as -12:-9 (default: the study's 15)")
+    g.add_argument("--sites", default="resid",
+                   help="comma list of resid, mlp, attn (default: %(default)s)")
+    g.add_argument("--capture", default="generate", choices=["generate", "reforward"],
+                   help="capture during generation, or in a second forward pass (default: "
+                        "%(default)s)")
+    g.add_argument("--shard-size", type=int, default=128,
+                   help="examples per shard file (default: %(default)s)")
+    g.add_argument("--store-dtype", default="auto",
+                   choices=["auto", "float32", "float16", "bfloat16"],
+                   help="dtype of stored activations: auto is float16 for float32 runs, else "
+                        "the compute dtype (default: %(default)s)")
 
 
 def add_log_options(p) -> None:
