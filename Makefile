@@ -43,7 +43,7 @@ demo: install
 
 # The demo's figures (PNG + PDF in artifacts/figures/) and the small PNG shown in README.
 figures: demo
-	$(BIN)/probeheat export $(DEMO_GRID) -o docs/demo-heatmap.png --width double --dpi 110 \
+	$(BIN)/probeheat export $(DEMO_GRID) -o docs/demo-heatmap.png --width double --dpi 110 --baselines \
 		--mark-best --title "SmolLM2-135M-Instruct on world-facts: error-detection AUC"
 
 samples: install
