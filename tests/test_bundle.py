@@ -412,3 +412,22 @@ def test_committed_samples_are_sound_and_linked():
     run = grid.find_run()  # found beside the grid even when the recorded path is elsewhere
     assert run is not None and run.id == grid.run_ref["id"]
     assert len(grid.tensor("labels")) == run.n_examples
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_bundle_files_follow_the_umask(tmp_path, mask):
+    """Shards, grids and JSON files get the permissions any file of the user would get."""
+    import os
+    import subprocess
+    import sys
+
+    script = (f"import os; os.umask({mask}); "
+              "from probeheat.synthetic import write_synthetic_run; "
+              "from probeheat.probe.grid import make_grid; "
+              f"r = write_synthetic_run({str(tmp_path / 'run')!r}, n=60, n_layers=2, hidden=4); "
+              f"make_grid(r, {str(tmp_path / 'grid')!r}, progress=False)")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    want = 0o666 & ~mask
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 7 and {p.suffix for p in files} == {".json", ".safetensors"}
+    assert {oct(os.stat(p).st_mode & 0o777) for p in files} == {oct(want)}

@@ -372,6 +372,19 @@ def test_batched_matches_a_loop_of_fit_logistic(n, d, C, standardize):
         np.testing.assert_allclose(fit.model(b).decision_function(X[b, n:]), scores[b])
 
 
+def test_batched_handles_constant_and_separable_problems_like_the_solver():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((3, 60, 5)).astype(np.float32)
+    X[:, :, 2] = 3.0  # a constant feature: scale 1, as solver.standardizer sets it
+    ys = (X[:, :, 0] > 0).astype(np.int64)  # separable: the optimum is at large weights
+    fit = fit_logistic_batched(X, ys, C=100.0)
+    for b in range(3):
+        ref = fit_logistic(X[b], ys[b], C=100.0)
+        np.testing.assert_array_equal(fit.scale[b], ref.scale)
+        assert fit.scale[b][2] == 1.0 and fit.n_iter[b] == ref.n_iter
+        np.testing.assert_allclose(fit.coef[b], ref.coef, atol=1e-8 * np.abs(ref.coef).max())
+
+
 def test_batched_shares_one_label_vector():
     X, ys = batch_of_problems(3, 150, 12)
     shared = fit_logistic_batched(X, ys[0])
@@ -381,11 +394,12 @@ def test_batched_shares_one_label_vector():
         fit_logistic_batched(X, np.zeros(150))
 
 
-def test_head_benchmark_quick_mode_agrees(monkeypatch):
+def test_head_benchmark_quick_mode_agrees(monkeypatch, capsys):
     spec = importlib.util.spec_from_file_location("head_fit", REPO / "benchmarks" / "head_fit.py")
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "head_fit", bench)
     spec.loader.exec_module(bench)
-    r = bench.compare(3, 4, 300, 24)
-    assert r.cells == 12 and r.max_dauc <= 1e-6 and r.max_dcoef <= 1e-6
+    r = bench.main(["--quick"])
+    assert r.cells == 16 and r.max_dauc <= 1e-6 and r.max_dcoef <= 1e-6
     assert r.auc_range[1] > 0.7  # the planted signal is found
+    assert "speed-up" in capsys.readouterr().out

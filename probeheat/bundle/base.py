@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import uuid
@@ -223,6 +224,7 @@ def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     try:
         # np.ascontiguousarray would turn 0-d arrays into 1-d ones
         save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes 0600; follow the umask instead
         os.replace(tmp, path)
     except SafetensorError as exc:  # safetensors reports I/O failures as its own error
         code = errno.ENOSPC if "No space" in str(exc) else errno.EIO
@@ -231,6 +233,14 @@ def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@functools.cache
+def umask() -> int:
+    """The process's umask (read once: reading it means setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def os_error(exc: OSError, where: Path, fix: str) -> UserError:
