@@ -1,4 +1,5 @@
-"""`probeheat export`: publication figures (PNG, PDF, SVG) of grid and generalization bundles."""
+"""`probeheat export`: publication figures (PNG, PDF, SVG) of grid and generalization bundles,
+or their tidy table (CSV, JSON, Parquet; see probeheat/api.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from ..errors import UserError
 
-HELP = "Write a publication figure (.png/.pdf/.svg) of a grid or generalization bundle."
+HELP = ("Write a publication figure (.png/.pdf/.svg) or the tidy table (.csv/.json/.parquet) "
+        "of a grid or generalization bundle.")
 
 EPILOG = """\
 examples:
@@ -17,11 +19,19 @@ examples:
   probeheat export runs/grid_a --diff runs/grid_b -o diff.pdf
   probeheat export m1_tqa m1_hqa m2_tqa m2_hqa -o all.pdf --panels 2x2 --panel-titles A,B,C,D
   probeheat export runs/generalization -o gen.pdf
+  probeheat export runs/grid -o grid.csv      (also .json, .parquet: one row per cell and metric)
 
 Ranges are inclusive and follow the grid's column order: --layers 0:16 is layers 0..16,
 first_answer:-1 runs from first_answer to the last column named -1. Existing files are
-replaced; a failed export leaves the old file (or nothing) in place."""
+replaced; a failed export leaves the old file (or nothing) in place.
 
+A table has the columns layer, position, metric, value, lo, hi, n, spread, reason (empty or
+null where not applicable); .parquet needs pyarrow."""
+
+TABLES = (".csv", ".json", ".parquet")
+FIGURE_ONLY = ("metric", "positions", "layers", "width", "height", "vmin", "vmax", "annotate",
+               "baselines", "mark_best", "highlight", "title", "xlabel", "ylabel", "diff",
+               "panels", "panel_titles")
 GRID_ONLY = ("positions", "layers", "highlight", "diff", "mark_best", "panels", "panel_titles",
              "metric", "annotate", "baselines")
 
@@ -32,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
                         help="grid bundle(s) from `probeheat probe`, or one generalization bundle")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
-                        help="figure file; the extension picks the format: .png, .pdf or .svg")
+                        help="output file; the extension picks the format: a figure (.png, .pdf, .svg) or "
+                             "the tidy table (.csv, .json, .parquet)")
     look = parser.add_argument_group("look")
     look.add_argument("--metric", default=None, help="grid metric to plot (default: auc)")
     look.add_argument("--positions", help="columns to show, in this order: comma list, "
@@ -75,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from ..figures import output_format
     from ..selection import check_syntax
 
+    if _is_table(args.output):
+        return _export_table(args)
     output_format(args.output)  # refuse a bad path before reading any bundle
     check_syntax(args.layers, "--layers", layers=True)
     check_syntax(args.positions, "--positions", layers=False)
@@ -97,6 +110,47 @@ def run(args: argparse.Namespace) -> int:
                         "export takes grid bundles (from `probeheat probe`) or one "
                         "generalization bundle")
     print(out)
+    return 0
+
+
+def _is_table(out: Path) -> bool:
+    """A table extension; a figure one (or a folder: the figure check says what is wrong);
+    anything else is refused naming both kinds."""
+    from ..figures.options import FORMATS
+
+    suffix = Path(out).suffix.lower()
+    if suffix in TABLES:
+        return True
+    if suffix in FORMATS or Path(out).is_dir():
+        return False
+    raise UserError("-o", f"unsupported extension {suffix or '(none)'!r} in {out}",
+                    "name the file .png, .pdf or .svg for a figure, or .csv, .json or "
+                    ".parquet for a table")
+
+
+def _export_table(args: argparse.Namespace) -> int:
+    """The tidy table of one grid (or generalization) bundle, written like a figure: through
+    a temporary file and a rename."""
+    from ..api import open as open_view
+    from ..api import table_format, write_table
+    from ..bundle.base import check_not_inside
+
+    table_format(args.output)  # a bad folder, or parquet without pyarrow: before any reading
+    used = [f"--{n.replace('_', '-')}" for n in FIGURE_ONLY
+            if getattr(args, n) not in (None, False, [])] + (["--dpi"] if args.dpi != 200 else [])
+    if used:
+        raise UserError(used[0], "applies to figures, not to a table",
+                        "leave it out: the table holds every cell and metric")
+    if len(args.bundles) > 1:
+        raise UserError(str(args.bundles[1]), "a table holds one bundle",
+                        "export the bundles one at a time")
+    check_not_inside(args.output, [Path(args.bundles[0])], where="-o")
+    view = open_view(args.bundles[0])
+    if view.bundle.kind == "run":
+        raise UserError(str(view.path), "is a run bundle", "export takes a grid bundle from "
+                        "`probeheat probe` or a generalization bundle; in Python, "
+                        "probeheat.open(path).records() gives a run's records")
+    print(write_table(view.table(), args.output))
     return 0
 
 
