@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from probeheat.tui.app import ViewerApp
 from probeheat.tui.browser import BrowserScreen
 from probeheat.tui.heatmap import HeatmapView
 from probeheat.tui.heatmap_screen import HeatmapScreen
-from probeheat.tui.screens import MessageScreen, PickScreen, RunScreen, TooSmallScreen
-from tui_fixtures import SIZE, make_artifacts, pilot_test, screen_text, status
+from probeheat.tui.run_screen import RunScreen
+from probeheat.tui.screens import MessageScreen, PickScreen, TooSmallScreen
+from tui_fixtures import SIZE, make_artifacts, make_grid, pilot_test, screen_text, status
 
 from probeheat.cli import main as probeheat_main
 
@@ -144,3 +146,129 @@ async def test_unknown_metric_is_reported_not_silently_replaced(art):
 def test_view_command_refuses_an_empty_colour_range(capsys):
     assert probeheat_main(["view", "--vmin", "0.9", "--vmax", "0.5"]) == 2
     assert "--vmin" in capsys.readouterr().err
+
+
+# -- keys: one table for the bindings, the ? screen and --help --------------------------------
+
+@pilot_test
+async def test_help_shows_keys_as_typed(art):
+    app = ViewerApp([art["grid"]])
+    async with app.run_test(size=(120, 60)) as pilot:
+        await pilot.press("question_mark")
+        assert app.screen.id == "help"
+        lines = screen_text(app).splitlines()
+        text = "\n".join(lines)
+        assert "left square bracket" not in text and "question mark" not in text
+        assert "slash" not in text
+        for key, what in [("[", "Lower the colour range's start"), ("}", "Raise the colour "
+                          "range's end"), ("/", "Go to a layer"), ("?", "Help"), ("← h", "Left"),
+                          ("pgdn", "Page down"), ("^p", "Command palette")]:
+            assert any(f" {key}  " in line and what in line for line in lines), (key, what)
+
+
+@pilot_test
+async def test_every_screen_has_help_and_its_keys_listed(art):
+    from probeheat.tui.keys import BROWSER, RUN
+
+    for path, keys in ((art["grid"].parent.parent, BROWSER), (art["run"], RUN)):
+        app = ViewerApp([path])
+        async with app.run_test(size=(120, 50)) as pilot:
+            await pilot.pause()
+            await pilot.press("question_mark")
+            assert app.screen.id == "help", path
+            text = screen_text(app)
+            for key in keys:  # hidden from the footer or not, every key is on the ? screen
+                assert key.text in text, key
+
+
+def footer_text(app) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+@pilot_test
+async def test_the_footer_keeps_help_and_quit_at_80_columns(art, tmp_path):
+    for paths in ([art["grid"].parent.parent], [art["grid"]], [art["grid"], art["grid_b"]],
+                  [art["run"]], [tmp_path / "nothing-here"]):
+        app = ViewerApp(paths)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            footer = footer_text(app)
+            assert "? Help" in footer and "q Quit" in footer, (paths, footer)
+            if paths == [art["grid"]]:
+                await pilot.press("tab")  # focus elsewhere: the footer still has both
+                assert "? Help" in footer_text(app) and "q Quit" in footer_text(app)
+
+
+def test_key_names_for_help_match_textual():
+    from probeheat.tui import keys
+    from textual.app import App
+    from textual.binding import Binding
+
+    app = App()
+    names = {k.strip() for group in (keys.HEATMAP_VIEW, keys.HEATMAP, keys.BROWSER, keys.RUN,
+                                     keys.MESSAGE, keys.TEXT, keys.APP)
+             for key in group for k in key.keys.split(",")}
+    names |= {k for k, _ in keys.EVERYWHERE}
+    for name in names:
+        assert keys.key_display(name) == app.get_key_display(Binding(name, "x")), name
+    assert keys.key_display("left_square_bracket") == "["
+
+
+def test_view_help_lists_the_keys(capsys):
+    from probeheat.tui.keys import HEATMAP, RUN
+
+    with pytest.raises(SystemExit):
+        probeheat_main(["view", "--help"])
+    out = capsys.readouterr().out
+    assert "keys (the ? screen" in out and "left_square_bracket" not in out
+    lines = out.splitlines()
+    assert any(line.split()[:1] == ["["] and "Lower the colour range's start" in line
+               for line in lines)
+    assert any(line.split()[:1] == ["f"] and "Show all examples" in line for line in lines)
+    for key in HEATMAP + RUN:
+        assert key.text.split()[0] in out
+    assert "run page:" in out and "browser:" in out
+
+
+def test_view_command_module_imports_no_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys; from probeheat.cli import build_parser; build_parser(); "
+            "print([m for m in sys.modules if m.split('.')[0] == 'textual'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- the cell detail --------------------------------------------------------------------------
+
+@pilot_test
+async def test_detail_labels_log_odds_and_uses_the_whole_width(tmp_path):
+    from tui_fixtures import POSITIONS, make_record, pinned_dates
+
+    from probeheat.bundle import RunWriter
+
+    long = "a long answer that names {} and then goes on to explain why for a while longer"
+    records = [make_record(i) for i in range(60)]
+    for r in records:
+        r["answer"] = long.format(r["index"])
+        r["positions"] = {p: 5 for p in POSITIONS}
+        r["missing"], r["exact_span"], r["exact_answer"] = {}, [0, 0], "x"
+    meta = {"fingerprint": "long", "positions": POSITIONS, "layers": [0, 1],
+            "sites": {"resid": [0, 1]}, "hidden_size": 4, "dtype": "float32"}
+    with pinned_dates():
+        writer = RunWriter(tmp_path / "run", meta)
+        writer.add_shard(records, {f"resid.{k}": np.zeros((60, 15, 4), np.float32)
+                                   for k in (0, 1)}, np.ones((60, 15), bool))
+        run = writer.finalize()
+    grid = make_grid(tmp_path / "grid", run=run, layers=2)
+    app = ViewerApp([grid])
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("j", "enter")
+        assert app.screen.id == "detail"
+        text = screen_text(app)
+        assert "log-odds" in text and "Highest error scores (log-odds" in text
+        shown = [line for line in text.splitlines() if "a long answer that names" in line]
+        assert len(shown) == 10  # five highest and five lowest
+        assert all("goes on to explain why for a while longer" in line for line in shown)

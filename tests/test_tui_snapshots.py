@@ -6,6 +6,7 @@ and look at the SVGs in tests/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,11 @@ from tui_fixtures import make_artifacts
 
 @pytest.fixture
 def artifacts(tmp_path, monkeypatch) -> Path:
-    """Bundles under ./artifacts, so that no temporary path appears on screen."""
+    """Bundles under ./artifacts, so that no temporary path appears on screen (and run ids,
+    which the run page shows, numbered instead of drawn at random)."""
+    ids = itertools.count()
+    monkeypatch.setattr("probeheat.bundle.run.new_id",
+                        lambda kind: f"{kind}-20250115-120000-{next(ids):08d}")
     make_artifacts(tmp_path / "artifacts")
     monkeypatch.chdir(tmp_path)
     return Path("artifacts")
@@ -48,3 +53,19 @@ def test_heatmap_diff(snap_compare, artifacts):
 def test_too_small(snap_compare, artifacts):
     app = ViewerApp([artifacts / "grids" / "tiny-trivia"])
     assert snap_compare(app, terminal_size=(70, 20))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_run_page(snap_compare, artifacts, size):
+    app = ViewerApp([artifacts / "runs" / "tiny-trivia"])
+    assert snap_compare(app, terminal_size=size)
+
+
+def test_run_page_wrong_answers(snap_compare, artifacts):
+    app = ViewerApp([artifacts / "runs" / "tiny-trivia"])
+    assert snap_compare(app, terminal_size=(100, 30), press=["f", "f", "tab", "down"])
+
+
+def test_help(snap_compare, artifacts):
+    app = ViewerApp([artifacts / "grids" / "tiny-trivia"])
+    assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])

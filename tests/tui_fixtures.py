@@ -24,6 +24,8 @@ PEAKS = {"last_q": 0.76, "first_answer": 0.74, "second_answer": 0.75,
          "exact_answer_before_first": 0.78, "exact_answer_first": 0.82,
          "exact_answer_last": 0.85, "exact_answer_after_last": 0.86, "-2": 0.73, "-1": 0.71}
 CREATED = "2025-01-15T12:00:00+00:00"
+CATEGORIES = ("science", "literature", "geography", "history", "science", "art")  # by question
+NO_SPAN = "no exact answer: no short answer in the first sentence (heuristic, 9 words)"
 QUESTIONS = ["Which planet is known as the Red Planet?", "Who wrote the novel Middlemarch?",
              "What is the capital of Australia?", "In which year did the Berlin Wall fall?",
              "Which element has the chemical symbol Fe?", "Who painted The Night Watch?"]
@@ -43,20 +45,30 @@ def make_run(out: Path, *, n: int = 60, layers: int = 32, positions=POSITIONS) -
             "layers": list(range(layers)), "sites": {"resid": list(range(layers))},
             "hidden_size": 4, "dtype": "float32",
             "model": {"name": "tiny-llama"}, "dataset": {"name": "triviaqa"}}
-    records = []
-    for i in range(n):
-        correct = bool(i % 3)
-        q = QUESTIONS[i % len(QUESTIONS)]
-        records.append({"index": i, "id": f"q{i:03d}", "question": f"{q} (#{i})",
-                        "answers": ["gold"], "answer": "gold" if correct else f"wrong answer {i}",
-                        "correct": correct, "positions": {p: 5 for p in positions},
-                        "missing": {}})
+    records = [make_record(i, positions) for i in range(n)]
     tensors = {f"resid.{k}": rng.standard_normal((n, len(positions), 4)).astype(np.float32)
                for k in range(layers)}
+    mask = np.array([[p in r["positions"] for p in positions] for r in records], dtype=bool)
     with pinned_dates():
         writer = RunWriter(out, meta)
-        writer.add_shard(records, tensors, np.ones((n, len(positions)), dtype=bool))
+        writer.add_shard(records, tensors, mask)
         return writer.finalize()
+
+
+def make_record(i: int, positions=POSITIONS) -> dict:
+    """Example i: every third answer is wrong, every fourth wrong one has no exact answer
+    (its exact-answer positions missing); the category is its question's (CATEGORIES)."""
+    correct = bool(i % 3)
+    q = QUESTIONS[i % len(QUESTIONS)]
+    span = correct or i % 4 != 0
+    missing = {} if span else {p: NO_SPAN for p in positions if p.startswith("exact_answer")}
+    answer = "gold" if correct else f"wrong answer {i}"
+    return {"index": i, "id": f"q{i:03d}", "question": f"{q} (#{i})", "answers": ["gold"],
+            "answer": answer, "correct": correct, "category": CATEGORIES[i % len(CATEGORIES)],
+            "matched_alias": "gold" if correct else None,
+            "exact_answer": (answer if correct else f"answer {i}") if span else None,
+            "exact_span": [0, 0] if span else None,
+            "positions": {p: 5 for p in positions if p not in missing}, "missing": missing}
 
 
 def grid_values(layers: int, positions, seed: int = 0) -> np.ndarray:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App
-from textual.binding import Binding
 
 from probeheat.bundle import open_bundle
 from probeheat.errors import UserError
 
+from . import keys
 from .heatmap_screen import HeatmapScreen
 from .model import GridModel
-from .screens import MIN_HEIGHT, MIN_WIDTH, MessageScreen, RunScreen, TooSmallScreen
+from .screens import MIN_HEIGHT, MIN_WIDTH, MessageScreen, TooSmallScreen
 
 DEFAULT_ROOT = Path("artifacts")
 
@@ -27,7 +27,7 @@ class ViewerApp(App):
     TITLE = "probeheat view"
     CSS_PATH = Path(__file__).with_name("viewer.tcss")  # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = True
-    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, id="app.quit")]
+    BINDINGS = keys.bindings(keys.APP)
 
     def __init__(self, paths: list[Path] | None = None, *, root: Path = DEFAULT_ROOT,
                  metric: str | None = None, vmin: float = 0.5, vmax: float = 1.0) -> None:
@@ -47,6 +47,9 @@ class ViewerApp(App):
         """Screens to open with, bottom first; bad input becomes a message screen."""
         if not self.paths:
             return [self.browser(self.root)]
+        if len(self.paths) == 1 and self.paths[0].name.endswith(".partial") \
+                and self.paths[0].is_dir():
+            return [self.partial_page(self.paths[0])]
         if len(self.paths) == 1 and self.paths[0].is_dir() \
                 and not (self.paths[0] / "manifest.json").exists():
             return [self.browser(self.paths[0])]
@@ -65,7 +68,7 @@ class ViewerApp(App):
         if problems:
             screens.append(MessageScreen("Cannot open", problems))
         if runs and not grids:
-            screens.append(RunScreen(runs[0]))
+            screens.append(self.run_page(runs[0]))
         elif grids:
             try:
                 screens.append(self.heatmap(grids))
@@ -100,8 +103,42 @@ class ViewerApp(App):
             return
         self.push_screen(screen)
 
+    def run_page(self, run):
+        """The run page of a run bundle (its records are read now: damage is a message)."""
+        from .run_screen import RunScreen  # DataTable and Input: only when a run is shown
+        from .runinfo import RunInfo
+
+        return RunScreen(RunInfo.from_bundle(run), root=self.root)
+
+    def partial_page(self, path: Path):
+        """The run page of a run still being written, or why nothing can be shown yet."""
+        from .run_screen import RunScreen
+        from .runinfo import read_partial
+
+        try:
+            return RunScreen(read_partial(path), root=self.root)
+        except UserError as exc:
+            return MessageScreen("Nothing to show yet", [exc.line()])
+
     def open_run(self, run) -> None:
-        self.push_screen(RunScreen(run))
+        try:
+            screen = self.run_page(run)
+        except UserError as exc:
+            self.notify(exc.line(), severity="error", timeout=8)
+            return
+        self.push_screen(screen)
+
+    def open_partial(self, path: Path) -> None:
+        from .runinfo import read_partial
+
+        try:
+            info = read_partial(path)
+        except UserError as exc:
+            self.notify(exc.line(), severity="warning", timeout=8)
+            return
+        from .run_screen import RunScreen
+
+        self.push_screen(RunScreen(info, root=self.root))
 
     # -- terminal size --------------------------------------------------------------------
 

@@ -1,33 +1,29 @@
-"""The browser: every bundle under a folder, one row each; Enter opens the selected one."""
+"""The browser: every bundle under a folder, one row each; Enter opens the selected one.
+
+Runs still being written (``NAME.partial``) are listed with their progress and read again
+every few seconds while they grow.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from . import keys
 from .commands import ScreenCommands
 from .model import BundleEntry, find_bundles
+from .runinfo import describe_partial, find_partials
 
 COLUMNS = ("kind", "name", "model", "dataset", "examples", "accuracy", "best cell", "date")
+REFRESH_S = 2.0  # how often runs still being written are read again
 
 
 class BrowserScreen(Screen):
     COMMANDS = {ScreenCommands}
-    BINDINGS = [
-        Binding("enter", "open", "Open", id="browser.open",
-                tooltip="Open the selected bundle (grids as a heatmap)"),
-        Binding("space", "mark", "Mark", id="browser.mark",
-                tooltip="Mark grids to open together as tabs"),
-        Binding("o", "open_marked", "Open marked", id="browser.open-marked",
-                tooltip="Open the marked grids as tabs"),
-        Binding("f5", "rescan", "Rescan", id="browser.rescan",
-                tooltip="Look for bundles under the folder again"),
-        Binding("q", "app.quit", "Quit", id="browser.quit"),
-    ]
+    BINDINGS = keys.bindings(keys.BROWSER)
 
     def __init__(self, root: Path) -> None:
         super().__init__()
@@ -43,24 +39,62 @@ class BrowserScreen(Screen):
 
     def on_mount(self) -> None:
         self.action_rescan()
+        self.set_interval(REFRESH_S, self.refresh_partials)
 
-    def action_rescan(self) -> None:
+    def scan(self) -> list[BundleEntry]:
+        """Bundles and runs still being written, in folder order."""
+        entries = find_bundles(self.root)
+        for path in find_partials(self.root):
+            entries.append(describe_partial(path, path.relative_to(self.root).as_posix()))
+        return sorted(entries, key=lambda e: e.path.relative_to(self.root).parts
+                      if e.path != self.root else ())
+
+    def action_rescan(self, keep: Path | None = None) -> None:
         table = self.query_one(DataTable)
         table.clear(columns=True)
         table.add_columns(*COLUMNS)
-        self.entries = find_bundles(self.root)
+        self.entries = self.scan()
         self.marked.clear()
-        for i, entry in enumerate(self.entries):
-            table.add_row(*self._cells(entry), key=str(i))
+        for i in range(len(self.entries)):
+            table.add_row(*self._cells(i), key=str(i))
         if not self.entries:
             self.set_status(f"no bundles under {self.root}: make one with "
                             "`probeheat run ... --out DIR`, or pass a folder that holds some")
         else:
-            self.show_entry(0)
+            paths = [e.path for e in self.entries]
+            row = paths.index(keep) if keep in paths else 0
+            table.move_cursor(row=row)
+            self.show_entry(row)
         table.focus()
 
-    def _cells(self, entry: BundleEntry) -> tuple[str, ...]:
-        mark = "+" if self.entries.index(entry) in self.marked else " "
+    def refresh_partials(self) -> None:
+        """Read the runs still being written again; rescan when one has finished."""
+        table = self.query_one(DataTable)
+        for i, entry in enumerate(self.entries):
+            if entry.kind != "partial":
+                continue
+            if not entry.path.is_dir():  # finished (renamed into place) or removed
+                current = self.current()
+                self.action_rescan(keep=self._finished(self.entries[current].path)
+                                   if current is not None else None)
+                return
+            before = self._cells(i)
+            self.entries[i] = describe_partial(entry.path, entry.name)
+            for col, (old, new) in enumerate(zip(before, self._cells(i), strict=True)):
+                if old != new:
+                    table.update_cell_at((i, col), new)
+            if self.current() == i:
+                self.show_entry(i)
+
+    @staticmethod
+    def _finished(path: Path) -> Path:
+        from .runinfo import PARTIAL, finished_path
+
+        return finished_path(path) if path.name.endswith(PARTIAL) else path
+
+    def _cells(self, index: int) -> tuple[str, ...]:
+        entry = self.entries[index]
+        mark = "+" if index in self.marked else " "
         return (mark + entry.kind, entry.name, entry.model, entry.dataset, entry.examples,
                 entry.accuracy, entry.best, entry.date)
 
@@ -71,8 +105,11 @@ class BrowserScreen(Screen):
         entry = self.entries[index]
         if entry.error:
             self.set_status(entry.error)
+        elif entry.note:
+            self.set_status(entry.note)
         elif entry.kind == "run":
-            self.set_status(f"{entry.name}: run bundle; Enter shows it and how to make its grid")
+            self.set_status(f"{entry.name}: run bundle; Enter shows its run page (accuracy, "
+                            "examples, grids)")
         elif entry.kind == "grid":
             self.set_status(f"{entry.name}: Enter opens the heatmap; space marks it for tabs")
         else:
@@ -101,6 +138,8 @@ class BrowserScreen(Screen):
             self.app.open_grids([entry.bundle], candidates=self.grid_candidates)
         elif entry.kind == "run":
             self.app.open_run(entry.bundle)
+        elif entry.kind == "partial":
+            self.app.open_partial(entry.path)
         else:
             self.notify(f"{entry.name}: {entry.kind} bundles have no heatmap; "
                         "use `probeheat export` for them", severity="warning")
@@ -112,7 +151,7 @@ class BrowserScreen(Screen):
             return
         self.marked ^= {index}
         table = self.query_one(DataTable)
-        table.update_cell_at((index, 0), self._cells(self.entries[index])[0])
+        table.update_cell_at((index, 0), self._cells(index)[0])
         table.move_cursor(row=min(index + 1, len(self.entries) - 1))
 
     def action_open_marked(self) -> None:
@@ -121,6 +160,11 @@ class BrowserScreen(Screen):
             return
         grids = [self.entries[i].bundle for i in sorted(self.marked)]
         self.app.open_grids(grids, candidates=self.grid_candidates)
+
+    def action_help(self) -> None:
+        from .help import show_help
+
+        show_help(self, self.BINDINGS)
 
     def grid_candidates(self) -> list[tuple[str, Path]]:
         return [(e.name, e.path) for e in self.entries if e.kind == "grid"]

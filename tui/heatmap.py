@@ -16,7 +16,6 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
@@ -26,6 +25,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from .colors import color_of, ink_for, shade_of
+from .keys import HEATMAP_VIEW, bindings
 from .model import column_headers
 
 HEADER_LINES = 1
@@ -81,20 +81,7 @@ class HeatmapView(ScrollView, can_focus=True):
     HeatmapView > .heatmap--region { color: $text; text-style: bold; }
     HeatmapView > .heatmap--pending { color: $warning; text-style: bold; }
     """
-    BINDINGS = [
-        Binding("up,k", "move(-1, 0)", "Up", show=False, id="heatmap.up"),
-        Binding("down,j", "move(1, 0)", "Down", show=False, id="heatmap.down"),
-        Binding("left,h", "move(0, -1)", "Left", show=False, id="heatmap.left"),
-        Binding("right,l", "move(0, 1)", "Right", show=False, id="heatmap.right"),
-        Binding("g", "first_layer", "First layer", show=False, id="heatmap.first-layer"),
-        Binding("G", "last_layer", "Last layer", show=False, id="heatmap.last-layer"),
-        Binding("pageup", "page(-1)", "Page up", show=False, id="heatmap.page-up"),
-        Binding("pagedown", "page(1)", "Page down", show=False, id="heatmap.page-down"),
-        Binding("home", "first_position", "First position", show=False,
-                id="heatmap.first-position"),
-        Binding("end", "last_position", "Last position", show=False, id="heatmap.last-position"),
-        Binding("enter", "choose", "Detail", id="heatmap.detail"),
-    ]
+    BINDINGS = bindings(HEATMAP_VIEW)
 
     cursor_row: reactive[int] = reactive(0, always_update=False, repaint=False)
     cursor_col: reactive[int] = reactive(0, always_update=False, repaint=False)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
@@ -18,6 +17,7 @@ from probeheat.bundle import open_grid
 from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
 
+from . import keys
 from .commands import ScreenCommands
 from .heatmap import BaselineStrip, Box, ColorBar, HeatFrame, HeatmapView, box_of
 from .model import GridModel, cell_detail, diff_values
@@ -46,35 +46,7 @@ class GridState:
 
 class HeatmapScreen(Screen):
     COMMANDS = {ScreenCommands}
-    BINDINGS = [
-        Binding("slash", "jump", "Jump", id="heatmap.jump",
-                tooltip="Go to a layer (number) or a position (name or prefix)"),
-        Binding("n", "toggle_values", "Values", id="heatmap.values",
-                tooltip="Show or hide the value (x100) in each cell"),
-        Binding("m", "next_metric", "Metric", id="heatmap.metric",
-                tooltip="Switch to the grid's next metric"),
-        Binding("left_square_bracket", "range(-1)", "Range -", show=False,
-                id="heatmap.range-down", tooltip="Lower the colour range's start"),
-        Binding("right_square_bracket", "range(1)", "Range +", show=False,
-                id="heatmap.range-up", tooltip="Raise the colour range's start"),
-        Binding("left_curly_bracket", "range_top(-1)", "Range top -", show=False,
-                id="heatmap.range-top-down", tooltip="Lower the colour range's end"),
-        Binding("right_curly_bracket", "range_top(1)", "Range top +", show=False,
-                id="heatmap.range-top-up", tooltip="Raise the colour range's end"),
-        Binding("d", "diff", "Diff", id="heatmap.diff",
-                tooltip="Colour by this grid minus another (press again to stop)"),
-        Binding("r", "region", "Region", id="heatmap.region",
-                tooltip="Mark a region: r at one corner, move, r at the other"),
-        Binding("x", "clear_regions", "Clear regions", show=False,
-                id="heatmap.clear-regions", tooltip="Remove all marked regions"),
-        Binding("e", "export", "Export", id="heatmap.export",
-                tooltip="Write the current view as a PNG or PDF figure"),
-        Binding("b", "toggle_baselines", "Baselines", show=False, id="heatmap.baselines",
-                tooltip="Show or hide the strip of baselines and controls beside the grid"),
-        Binding("question_mark", "help", "Help", id="heatmap.help"),
-        Binding("escape", "back", "Back", show=False, id="heatmap.back"),
-        Binding("q", "app.quit", "Quit", id="heatmap.quit"),
-    ]
+    BINDINGS = keys.bindings(keys.HEATMAP)
 
     def __init__(self, models: list[GridModel], *, metric: str | None = None, vmin: float = 0.5,
                  vmax: float = 1.0, candidates=None) -> None:
@@ -313,10 +285,10 @@ class HeatmapScreen(Screen):
             self.app.pop_screen()
 
     def action_help(self) -> None:
-        from .help import help_text
+        from .help import heatmap_help
 
-        self.app.push_screen(TextScreen(help_text(self, self.state.model.positions,
-                                                  self.view.cell_width - 1),
+        self.app.push_screen(TextScreen(heatmap_help(self, self.state.model.positions,
+                                                     self.view.cell_width - 1),
                                         screen_id="help"))
 
     # -- diff -----------------------------------------------------------------------------

@@ -204,11 +204,12 @@ class BundleEntry:
     date: str = ""
     error: str | None = None
     bundle: object | None = field(default=None, repr=False)
+    note: str = ""  # what the status line says of it (runs still being written)
 
 
 def _label(value: object) -> str:
     if isinstance(value, dict):
-        for key in ("name", "id", "path"):
+        for key in ("name", "model_id", "id", "path"):
             if value.get(key):
                 return str(value[key])
         return ""

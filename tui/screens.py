@@ -1,17 +1,15 @@
-"""Small screens: messages, prompts, pickers, help, cell detail and run metadata."""
+"""Small screens: messages, prompts, pickers, help and cell detail."""
 
 from __future__ import annotations
-
-import json
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Label, Static
 
+from . import keys
 from .model import CellDetail, Example
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
@@ -20,8 +18,7 @@ MIN_WIDTH, MIN_HEIGHT = 80, 24
 class MessageScreen(Screen):
     """A whole-screen message for input the viewer cannot show (bad path, empty folder)."""
 
-    BINDINGS = [Binding("escape", "back", "Back", id="message.back"),
-                Binding("q", "app.quit", "Quit", id="message.quit")]
+    BINDINGS = keys.bindings(keys.MESSAGE)
 
     def __init__(self, title: str, lines: list[str]) -> None:
         super().__init__()
@@ -37,11 +34,16 @@ class MessageScreen(Screen):
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
+    def action_help(self) -> None:
+        from .help import show_help
+
+        show_help(self, self.BINDINGS)
+
 
 class TooSmallScreen(ModalScreen):
     """Covers everything while the terminal is smaller than the viewer needs."""
 
-    BINDINGS = [Binding("q", "app.quit", "Quit", id="small.quit")]
+    BINDINGS = keys.bindings(keys.TOO_SMALL)
 
     def compose(self) -> ComposeResult:
         yield Static(id="too-small")
@@ -59,7 +61,7 @@ class TooSmallScreen(ModalScreen):
 class PromptScreen(ModalScreen[str | None]):
     """One line of input; Enter answers it, Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+    BINDINGS = keys.bindings(keys.PROMPT)
 
     def __init__(self, title: str, *, value: str = "", placeholder: str = "",
                  suggestions: list[str] | None = None) -> None:
@@ -87,7 +89,7 @@ class PromptScreen(ModalScreen[str | None]):
 class PickScreen(ModalScreen[int | None]):
     """Choose one of several labelled things (the grid to diff against)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="pick.cancel")]
+    BINDINGS = keys.bindings(keys.PICK)
 
     def __init__(self, title: str, labels: list[str]) -> None:
         super().__init__()
@@ -110,7 +112,7 @@ class PickScreen(ModalScreen[int | None]):
 class TextScreen(ModalScreen):
     """Scrollable text (help, cell detail); any of Escape, Enter or q closes it."""
 
-    BINDINGS = [Binding("escape,enter,q", "close", "Close", id="text.close")]
+    BINDINGS = keys.bindings(keys.TEXT)
 
     def __init__(self, body, *, screen_id: str) -> None:
         super().__init__(id=screen_id)
@@ -125,12 +127,16 @@ class TextScreen(ModalScreen):
 
 
 def detail_text(detail: CellDetail, metric: str) -> Table:
-    """The Enter screen of a cell: values with intervals, counts, and extreme examples."""
-    grid = Table.grid(padding=(0, 1))
+    """The Enter screen of a cell: values with intervals, counts, and extreme examples.
+
+    It takes the window's whole width, so that answers wrap only when they must.
+    """
+    grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column()
     grid.add_row(Text(f"Layer {detail.layer} · {detail.position}", style="bold"))
+    width = max((len(name) for name in detail.values), default=0)
     for name, value in detail.values.items():
-        line = Text(f"{name:<10} ", style="bold" if name == metric else "")
+        line = Text(f"{name:<{width}} ", style="bold" if name == metric else "")
         line.append("NaN" if value != value else f"{value:.3f}")
         if name in detail.intervals:
             lo, hi = detail.intervals[name]
@@ -146,8 +152,13 @@ def detail_text(detail: CellDetail, metric: str) -> Table:
         grid.add_row(Text(f"no probe: {detail.reason}", style="bold"))
     if detail.examples_note:
         grid.add_row(Text(detail.examples_note, style="italic"))
-    for title, examples in (("Highest error scores (probe: likely wrong)", detail.highest),
-                            ("Lowest error scores (probe: likely right)", detail.lowest)):
+    if detail.highest or detail.lowest:
+        grid.add_row(Text("Scores are the probe's log-odds (logit) that the answer is wrong",
+                          style="italic"))
+    for title, examples in (("Highest error scores (log-odds; probe: likely wrong)",
+                             detail.highest),
+                            ("Lowest error scores (log-odds; probe: likely right)",
+                             detail.lowest)):
         if examples:
             grid.add_row(Text(title, style="bold underline"))
             grid.add_row(_examples_table(examples))
@@ -164,44 +175,13 @@ def _counts_line(counts: dict[str, int]) -> str:
 
 
 def _examples_table(examples: list[Example]) -> Table:
+    # no ratios: columns get their natural width when it fits, and only the widest wraps
     table = Table(show_edge=False, pad_edge=False, expand=True)
-    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("log-odds", justify="right", no_wrap=True)
     table.add_column("label", no_wrap=True)
-    table.add_column("question", ratio=3)
-    table.add_column("model answer", ratio=2)
+    table.add_column("question", min_width=16)
+    table.add_column("model answer", min_width=24)
     for ex in examples:
         label = Text("incorrect", style="bold") if ex.label else Text("correct")
         table.add_row(f"{ex.score:.3f}", label, ex.question, ex.answer)
     return table
-
-
-def run_text(run, probe_hint: str) -> Text:
-    """A run bundle's metadata and the command that turns it into a grid."""
-    meta = {k: v for k, v in run.meta.items() if k not in ("positions",)}
-    text = Text(f"Run bundle {run.path}\n\n", style="bold")
-    text.append(f"examples {run.meta.get('n_examples', '?')}, "
-                f"correct {run.meta.get('n_correct', '?')}\n")
-    text.append(f"positions: {', '.join(map(str, run.meta.get('positions', [])))}\n\n")
-    text.append("This run has no grid yet. Make one with:\n", style="bold")
-    text.append(f"  {probe_hint}\n\n", style="reverse")
-    text.append(json.dumps(meta, indent=1, sort_keys=True, default=str)[:4000])
-    return text
-
-
-class RunScreen(Screen):
-    BINDINGS = [Binding("escape", "back", "Back", id="run.back"),
-                Binding("q", "app.quit", "Quit", id="run.quit")]
-
-    def __init__(self, run) -> None:
-        super().__init__()
-        self.run = run
-
-    def compose(self) -> ComposeResult:
-        hint = f"probeheat probe {self.run.path} --out GRID"
-        with VerticalScroll(id="run-info"):
-            yield Static(run_text(self.run, hint))
-        yield Footer()
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()

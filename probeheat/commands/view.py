@@ -9,9 +9,14 @@ BUNDLE_FILES = ("run.json", "grid.json", "generalization.json", "shards")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from probeheat.tui.keys import epilog  # the viewer's key table: standard library only
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = epilog()
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="grid bundles (several open as tabs), a run bundle, or a folder "
-                             "to browse (default: artifacts/)")
+                        help="grid bundles (several open as tabs), a run bundle or a run "
+                             "still being written (NAME.partial), or a folder to browse "
+                             "(default: artifacts/)")
     parser.add_argument("--metric", default=None,
                         help="metric to colour by (default: auc, else the grid's first)")
     parser.add_argument("--vmin", type=float, default=0.5,
@@ -30,6 +35,12 @@ def check_paths(paths) -> None:
     from probeheat.bundle.manifest import DAMAGED_FIX
     from probeheat.errors import UserError
 
+    partials = [p for p in paths if Path(p).is_dir() and Path(p).name.endswith(".partial")]
+    if partials and len(paths) > 1:
+        raise UserError(str(partials[0]), "is a run still being written",
+                        "open it on its own: probeheat view NAME.partial")
+    if partials:
+        return  # the run page shows what it holds so far
     folders = [p for p in paths if Path(p).is_dir() and not (Path(p) / "manifest.json").exists()]
     for folder in folders:  # a bundle that lost its manifest is damage, not a folder to browse
         if any((Path(folder) / name).exists() for name in BUNDLE_FILES):
