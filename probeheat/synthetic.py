@@ -38,6 +38,8 @@ class Synthetic:
     correct_rate: float = 0.4
     signal: float = 1.0  # 0: the hidden states carry nothing about the label
     baselines: bool = False  # records with token log-probabilities, p(True) and a category
+    samples: int = 0  # K sampled answers per question (each right with correct_rate)
+    sample_positions: tuple[str, ...] = ("exact_answer_last", "-1")
 
 
 def signal_strength(layer: int, n_layers: int, position: str) -> float:
@@ -71,8 +73,48 @@ def write_synthetic_run(out: Path, *, overwrite: bool = False, **shape) -> Path:
             strength = np.array([signal_strength(layer, s.n_layers, p) for p in s.positions])
             x = noise + s.signal * sign[:, None, None] * strength[None, :, None] * direction
             tensors[tensor_name("resid", layer)] = (x * mask[:, :, None]).astype(s.dtype)
+        if s.samples:
+            tensors.update(_add_samples(s, records, rng, direction))
         writer.add_shard(records, tensors, mask)
     return writer.finalize({"finished": now_iso()})
+
+
+def _add_samples(s: Synthetic, records: list[dict], rng, direction) -> dict[str, np.ndarray]:
+    """K samples per question: each right with ``correct_rate``, a wrong one naming one of
+    three wrong places, one in ten without an exact answer; their hidden states carry the
+    same planted signal as the greedy answers'. Records get samples and error types."""
+    from .data.error_types import Sample, error_types, sample_counts
+
+    n, k, names = len(records), s.samples, list(s.sample_positions)
+    right = rng.random((n, k)) < s.correct_rate
+    wrong_pick = rng.integers(0, 3, (n, k))
+    for q, record in enumerate(records):
+        samples = []
+        for j in range(k):
+            i = record["index"]
+            place = f"Place {i}" if right[q, j] else f"Place {i + 1 + wrong_pick[q, j]}"
+            span = None if (q + j) % 10 == 9 else (3, 4)
+            resolved = resolve_positions(names, prompt_len=record["prompt_len"], gen_len=6,
+                                         span=span, span_missing_reason=NO_SPAN)
+            samples.append({"answer": f"The answer is {place}.", "correct": bool(right[q, j]),
+                            "exact_answer": place if span else None,
+                            "exact_span": list(span) if span else None, "refused": False,
+                            "stop_reason": "eos", "gen_len": 6, "positions": resolved.index,
+                            "missing": resolved.missing})
+        counts = sample_counts([Sample(x["correct"], x["exact_answer"]) for x in samples])
+        record["samples"] = samples
+        record["error_type"] = {**counts, "types": error_types(counts)}
+    mask = np.array([[[p in x["positions"] for p in names] for x in r["samples"]]
+                     for r in records]).reshape(n, k, len(names))
+    sign = np.where(right, -1.0, 1.0)
+    out = {}
+    for layer in range(s.n_layers):
+        strength = np.array([signal_strength(layer, s.n_layers, p) for p in names])
+        x = rng.standard_normal((n, k, len(names), s.hidden)) + s.signal * \
+            sign[:, :, None, None] * strength[None, None, :, None] * direction
+        out[f"samples.resid.{layer}"] = (x * mask[..., None]).astype(s.dtype)
+    out["samples.mask"] = mask.astype(np.uint8)
+    return out
 
 
 def _add_baselines(record: dict, rng) -> None:
@@ -95,13 +137,17 @@ def _meta(s: Synthetic) -> dict:
                                            "category_column": None, "group_column": None}}
     return {**extra,
         "fingerprint": f"synthetic-{s.n}-{s.n_layers}-{s.hidden}-{s.seed}-{s.dtype}-"
-                       f"{s.correct_rate}-{s.signal}-{s.baselines}-{','.join(s.positions)}",
+                       f"{s.correct_rate}-{s.signal}-{s.baselines}-{','.join(s.positions)}-"
+                       f"{s.samples}",
         "synthetic": True,
         "model": {"model_id": "synthetic", "n_layers": s.n_layers - 1, "hidden_size": s.hidden},
         "dataset": {"name": "synthetic", "content_hash": f"seed-{s.seed}"},
         "positions": list(s.positions), "layers": layers, "sites": {"resid": layers},
         "hidden_size": s.hidden, "dtype": s.dtype, "compute_dtype": s.dtype, "seed": s.seed,
         "layer_meaning": "resid k: synthetic stand-in for the output of decoder layer k-1",
+        "samples": {"k": s.samples, "layers": layers, "positions": list(s.sample_positions),
+                    "temperature": 1.0, "top_p": 1.0, "top_k": 0, "site": "resid",
+                    "generator": "synthetic"} if s.samples else None,
     }
 
 

@@ -32,6 +32,7 @@ from probeheat.bundle.migrate import (
     v0_to_v1,
     v1_0_to_v1_1,
     v1_1_to_v1_2,
+    v1_2_to_v1_3,
 )
 from probeheat.errors import UserError
 from probeheat.synthetic import write_synthetic_run
@@ -231,7 +232,28 @@ def test_v0_manifest_is_migrated_in_memory(sample_grid, tmp_path):
 
 def test_every_migration_step_is_registered_and_tested():
     assert MIGRATIONS == {0: v0_to_v1}
-    assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1, (1, 1): v1_1_to_v1_2}
+    assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1, (1, 1): v1_1_to_v1_2,
+                                (1, 2): v1_2_to_v1_3}
+
+
+def test_a_1_2_run_and_grid_read_as_without_samples_and_predicting_errors(tmp_path):
+    from hostile import refresh_manifest
+
+    from probeheat.bundle.manifest import seal
+    from probeheat.probe.grid import make_grid
+
+    run = write_synthetic_run(tmp_path / "run", n=40, n_layers=2, hidden=4)
+    grid = make_grid(run, tmp_path / "grid", progress=False, controls=False)
+    for path, meta_name, key in ((run, "run.json", "samples"), (grid, "grid.json", "target")):
+        meta = json.loads((path / meta_name).read_text())
+        meta.pop(key, None)
+        (path / meta_name).write_text(json.dumps(meta))
+        refresh_manifest(path)
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["format_version"] = "1.2"
+        (path / "manifest.json").write_text(json.dumps(seal(manifest)))
+    assert open_run(run).samples is None and open_run(run).meta["samples"] is None
+    assert open_grid(grid).meta["target"] == "correct"
 
 
 def test_a_1_0_grid_with_an_absolute_run_path_reads_as_relative(tmp_path):

@@ -13,12 +13,16 @@ from .base import Bundle, BundleWriter, read_manifest
 from .grid import GeneralizationBundle, GridBundle, write_generalization, write_grid
 from .manifest import FORMAT_NAME, FORMAT_VERSION
 from .run import RunAlreadyComplete, RunBundle, RunWriter, tensor_name
+from .selection import SelectionBundle, write_selection
+from .steer import SteerBundle, write_steer
 from .verify import verify_bundle
 
 KIND_CLASSES: dict[str, type[Bundle]] = {
     "run": RunBundle,
     "grid": GridBundle,
     "generalization": GeneralizationBundle,
+    "steer": SteerBundle,
+    "selection": SelectionBundle,
 }
 
 
@@ -44,8 +48,18 @@ def open_grid(path: str | Path) -> GridBundle:
     return _open_kind(path, "grid", "pass a grid bundle written by `probeheat probe`")
 
 
+def open_selection(path: str | Path) -> SelectionBundle:
+    return _open_kind(path, "selection", "pass a selection bundle written by `probeheat select`")
+
+
+def open_steer(path: str | Path) -> SteerBundle:
+    return _open_kind(path, "steer", "pass a steer bundle written by `probeheat steer`")
+
+
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "Bundle", "BundleWriter", "RunBundle", "RunWriter",
     "RunAlreadyComplete", "GridBundle", "GeneralizationBundle", "open_bundle", "open_run",
     "open_grid", "write_grid", "write_generalization", "verify_bundle", "tensor_name",
+    "SteerBundle", "open_steer", "write_steer", "SelectionBundle", "open_selection",
+    "write_selection",
 ]

@@ -86,11 +86,23 @@ def v1_1_to_v1_2(kind: str, meta: dict, root: Path) -> dict:
     return meta
 
 
+def v1_2_to_v1_3(kind: str, meta: dict, root: Path) -> dict:
+    """1.3 runs may hold sampled answers and error types (``samples``); grids name their
+    target (``correct`` before 1.3)."""
+    meta = dict(meta)
+    if kind == "run":
+        meta.setdefault("samples", None)
+    elif kind == "grid":
+        meta.setdefault("target", "correct")
+    return meta
+
+
 # MINOR_MIGRATIONS[(major, minor)] turns the metadata (run.json, grid.json, ...) of that
 # version into the next minor version's, in memory.
 MINOR_MIGRATIONS: dict[tuple[int, int], Callable[[str, dict, Path], dict]] = {
     (1, 0): v1_0_to_v1_1,
     (1, 1): v1_1_to_v1_2,
+    (1, 2): v1_2_to_v1_3,
 }
 
 

@@ -44,6 +44,8 @@ class Record(TypedDict):
     p_true: NotRequired[dict[str, float | None]]
     category: NotRequired[str | None]
     group: NotRequired[str | None]
+    samples: NotRequired[list[dict]]  # run --samples K: K sampled answers (FORMAT.md)
+    error_type: NotRequired[dict]  # the error types the samples give, and their counts
 
 
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -133,6 +135,33 @@ def _problem_in_baselines(record: dict) -> str | None:
     if not isinstance(p_true, dict) or not all(
             v is None or (_is_number(v) and 0.0 <= v <= 1.0) for v in p_true.values()):
         return f"record {i}: 'p_true' is not an object of probabilities"
+    return _problem_in_samples(record)
+
+
+_COUNTS = ("n", "correct", "largest_wrong", "distinct_wrong", "no_answer")
+
+
+def _problem_in_samples(record: dict) -> str | None:
+    """`samples` (each a record-like object of one sampled answer) and `error_type`."""
+    i = record["index"]
+    if "samples" not in record and "error_type" not in record:
+        return None
+    samples, typed = record.get("samples"), record.get("error_type")
+    if not isinstance(samples, list) or not isinstance(typed, dict):
+        return f"record {i}: 'samples' is not a list or 'error_type' not an object"
+    for j, sample in enumerate(samples):
+        if not isinstance(sample, dict) or not isinstance(sample.get("correct"), bool):
+            return f"record {i}: sample {j} is not an object with 'correct' true/false"
+        problem = _problem_in_positions({**sample, "index": i})
+        if problem:
+            return f"{problem} (sample {j})"
+    if not all(_is_int(typed.get(k)) and typed[k] >= 0 for k in _COUNTS):
+        return f"record {i}: 'error_type' lacks its counts ({', '.join(_COUNTS)})"
+    if typed["n"] != len(samples) or typed["correct"] != sum(s["correct"] for s in samples):
+        return f"record {i}: 'error_type' counts disagree with its samples"
+    types = typed.get("types")
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        return f"record {i}: 'error_type' has no list of types"
     return None
 
 

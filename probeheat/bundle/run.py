@@ -96,6 +96,12 @@ class RunBundle(Bundle):
         return int(self.require("n_examples"))
 
     @property
+    def samples(self) -> dict | None:
+        """``run --samples K``: k, layers, positions and how they were drawn; else None."""
+        value = self.meta.get("samples")
+        return dict(value) if value else None
+
+    @property
     def model_id(self) -> str | None:
         """``model.model_id``: the model as the user named it (built-in name, path, hub id)."""
         model = self.meta.get("model")
@@ -133,6 +139,12 @@ class RunBundle(Bundle):
                               [n, P, d])
         expect_tensor(f, "index", path, "I64", [n])
         expect_tensor(f, "mask", path, "U8", [n, P])
+        if self.samples:
+            k, Ps = self.samples["k"], len(self.samples["positions"])
+            for layer in self.samples["layers"]:
+                expect_tensor(f, sample_tensor_name(layer), path,
+                              SAFETENSORS_DTYPES[self.dtype], [n, k, Ps, d])
+            expect_tensor(f, "samples.mask", path, "U8", [n, k, Ps])
 
     def check_headers(self) -> None:
         """Every shard's tensor header against the metadata, without hashing the data (what
@@ -206,6 +218,31 @@ class RunBundle(Bundle):
                 xs.append(x.astype(np.float32) if as_float32 else x)
         masks = [shard.mask for shard in self.checked_shards]
         return np.concatenate(xs)[order], np.concatenate(masks)[order]
+
+
+    def read_samples(self, layer: int, *, as_float32: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden states of the sampled answers [n, K, Ps, d] at one resid layer, and their
+        position mask [n, K, Ps] (``samples.positions``), in records() order."""
+        spec = self.samples
+        if spec is None:
+            raise UserError(str(self.path), "run has no sampled answers",
+                            "make one with probeheat run --samples K")
+        if layer not in spec["layers"]:
+            raise UserError(str(self.path), f"samples have no layer {layer}",
+                            f"sample layers here: {spec['layers']}")
+        xs, masks = [], []
+        order = self._order[1]
+        for shard in self.checked_shards:
+            with open_tensors(shard.path) as f:
+                x = get_tensor(f, sample_tensor_name(layer), shard.path)
+                xs.append(x.astype(np.float32) if as_float32 else x)
+                masks.append(get_tensor(f, "samples.mask", shard.path).astype(bool))
+        return np.concatenate(xs)[order], np.concatenate(masks)[order]
+
+
+def sample_tensor_name(layer: int) -> str:
+    return f"samples.resid.{layer}"
 
 
 class RunWriter:

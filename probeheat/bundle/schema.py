@@ -214,6 +214,12 @@ RUN_OPTIONAL: dict[str, Check] = {
                             "stop_on_newline": BOOL}),
     "generation": obj(optional={"greedy": BOOL, "max_new_tokens": is_int(1),
                                 "batch_size": is_int(1), "capture": STR}),
+    "samples": nullable(obj({"k": is_int(2), "layers": list_of(is_int(0), unique=True,
+                                                               nonempty=True),
+                             "positions": list_of(is_str, unique=True, nonempty=True)},
+                            {"temperature": is_number, "top_p": is_number, "top_k": is_int(0),
+                             "site": one_of("resid"), "seed": INT, "generator": STR,
+                             "greedy_in_samples": BOOL, "capture": STR, "error_types": STR})),
 }
 
 
@@ -223,6 +229,9 @@ def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
         raise UserError(where, "n_correct is larger than n_examples", DAMAGED_FIX)
     if meta["sites"]["resid"] != meta["layers"]:
         raise UserError(where, "'layers' and sites.resid differ", DAMAGED_FIX)
+    samples = meta.get("samples")
+    if samples and not set(samples["layers"]) <= set(meta["layers"]):
+        raise UserError(where, "samples.layers names layers the run does not have", DAMAGED_FIX)
 
 
 _CELL = obj({"layer": INT, "position": STR, "reason": STR})
@@ -242,7 +251,7 @@ GRID_FIELDS: dict[str, Check] = {
 GRID_OPTIONAL: dict[str, Check] = {
     "id": STR, "nan_reasons": list_of(_CELL), "splits": list_of(_SPLIT), "run": _RUN_REF,
     "train_run": _RUN_REF, "test_run": _RUN_REF, "train_dataset": DATASET,
-    "label": one_of("incorrect"), "label_meaning": STR, "score": STR, "title": STR, "probe": PROBE,
+    "label": STR, "target": STR, "label_meaning": STR, "score": STR, "title": STR, "probe": PROBE,
     "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
     "not_converged": list_of(obj({"layer": INT, "position": STR}, {"seed": nullable(INT)})),
 }
@@ -260,3 +269,66 @@ _GEN_RUN = obj({"name": STR}, {"id": STR, "path": STR, "content_hash": STR, "lay
 def check_generalization_meta(meta: dict, where: str) -> None:
     require(meta, {"train_runs": list_of(_GEN_RUN, nonempty=True),
                    "test_runs": list_of(_GEN_RUN, nonempty=True)}, where)
+
+
+_STEER_CELL = obj({"layer": is_int(0), "position": STR},
+                  {"site": STR, "hook": STR, "grid_auc": nullable(is_number),
+                   "refit_auc": nullable(is_number), "max_score_diff": nullable(is_number),
+                   "n_test": is_int(0)})
+_STEER_DIRECTION = obj({"name": STR, "kind": one_of("probe", "random")},
+                       {"seed": nullable(INT), "sigma": nullable(is_number)})
+STEER_FIELDS: dict[str, Check] = {
+    "run": _RUN_REF, "grid": _RUN_REF, "cell": _STEER_CELL,
+    "alphas": list_of(is_number, unique=True, nonempty=True),
+    "directions": list_of(_STEER_DIRECTION, nonempty=True),
+    "at": one_of("generated", "prompt"),
+    "questions": obj({"set": one_of("test", "all"), "n": is_int(1)},
+                     {"split_seed": nullable(INT), "limit": nullable(is_int(1))}),
+    "verdict": STR,
+}
+STEER_OPTIONAL: dict[str, Check] = {
+    "id": STR, "model": MODEL, "dataset": DATASET, "versions": STRINGS, "alpha_unit": STR,
+    "at_meaning": STR, "created": STR,
+}
+
+
+def check_steer_meta(meta: dict, where: str) -> None:
+    """steer.json (FORMAT.md, Steer bundle): alphas sorted with 0 among them, the probe's
+    direction first and every other one random."""
+    require(meta, STEER_FIELDS, where, STEER_OPTIONAL)
+    alphas, kinds = meta["alphas"], [d["kind"] for d in meta["directions"]]
+    if 0 not in alphas or alphas != sorted(alphas):
+        raise UserError(where, "'alphas' must be sorted and hold 0 (the unsteered answers)",
+                        DAMAGED_FIX)
+    if kinds[0] != "probe" or "probe" in kinds[1:]:
+        raise UserError(where, "'directions' must start with the probe's and hold it once",
+                        DAMAGED_FIX)
+
+
+_METHOD_ROW = obj({"accuracy": is_number, "lo": is_number, "hi": is_number, "n": is_int(0)},
+                  {"p_vs_greedy": nullable(is_number), "better": is_int(0), "worse": is_int(0),
+                   "what": STR})
+SELECTION_FIELDS: dict[str, Check] = {
+    "run": _RUN_REF, "grid": _RUN_REF,
+    "cell": obj({"layer": INT, "position": STR}, {"chosen": STR, "test_auc": nullable(is_number),
+                                                  "refit_max_abs_diff": is_number}),
+    "samples": obj({"k": is_int(2)}, {"temperature": is_number, "top_p": is_number,
+                                      "top_k": is_int(0)}),
+    "questions": obj({"n": is_int(1)}, {"split_seed": nullable(INT), "no_scorable_sample": INT}),
+    "table": obj({m: _METHOD_ROW for m in ("greedy", "random", "majority", "probe")}),
+}
+SELECTION_OPTIONAL: dict[str, Check] = {
+    "id": STR, "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
+    "interval": STR, "paired_test": STR, "rules": STRINGS, "seed": INT,
+    "by_type": obj(optional={}),
+}
+
+
+def check_selection_meta(meta: dict, where: str) -> None:
+    """selection.json (FORMAT.md, Selection bundle): every method's accuracy in [0, 1]
+    inside its interval."""
+    require(meta, SELECTION_FIELDS, where, SELECTION_OPTIONAL)
+    for method, row in meta["table"].items():
+        if not 0 <= row["lo"] <= row["accuracy"] <= row["hi"] <= 1:
+            raise UserError(where, f"table.{method}: accuracy outside [0, 1] or outside its "
+                            "interval", DAMAGED_FIX)

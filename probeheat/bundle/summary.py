@@ -48,11 +48,14 @@ def summarize(bundle: Bundle) -> dict:
             "hidden_size": bundle.hidden_size,
             "dtype": bundle.dtype,
         })
+        if bundle.samples:
+            out["samples"] = samples_summary(bundle)
     elif bundle.kind == "grid":
         out.update({
             "model": _name(meta.get("model"), "model_id", "id"),
             "dataset": _name(meta.get("dataset"), "name"),
             "run": meta.get("run", {}).get("id", "?"),
+            "target": meta.get("label", "incorrect"),
             "shape": f"{len(bundle.layers)} layers x {len(bundle.positions)} positions",
             "metrics": bundle.metrics,
             "best_cell": best_cell_summary(bundle),
@@ -60,9 +63,41 @@ def summarize(bundle: Bundle) -> dict:
             "seeds": (meta.get("probe") or {}).get("seeds"),
             **evidence(bundle),
         })
-    else:
+    elif bundle.kind == "selection":
+        out.update(selection_summary(bundle))
+    elif bundle.kind == "generalization":
         out.update({"train_runs": bundle.train_names, "test_runs": bundle.test_names})
+    elif bundle.kind == "steer":
+        from .steer import steer_summary
+
+        out.update(steer_summary(bundle))
     return out
+
+
+def samples_summary(run) -> dict:
+    """K, how they were drawn, and how many questions have each error type."""
+    from collections import Counter
+
+    spec = run.samples
+    types = Counter(t for r in run.records() for t in (r.get("error_type") or {}).get("types", []))
+    return {"k": spec["k"], "temperature": spec.get("temperature"),
+            "top_p": spec.get("top_p"), "top_k": spec.get("top_k"),
+            "layers": len(spec["layers"]), "positions": spec["positions"],
+            "error_types": dict(sorted(types.items()))}
+
+
+def selection_summary(sel) -> dict:
+    """The verdict in one line, and the table behind it."""
+    table, cell = sel.table, sel.meta["cell"]
+    greedy, probe = table["greedy"], table["probe"]
+    verdict = (f"probe at L{cell['layer']} {cell['position']}: accuracy {greedy['accuracy']:.3f}"
+               f" (greedy) -> {probe['accuracy']:.3f} [{probe['lo']:.3f}, {probe['hi']:.3f}] "
+               f"(probe-selected), McNemar p={probe['p_vs_greedy']:.3g}; majority "
+               f"{table['majority']['accuracy']:.3f}, random {table['random']['accuracy']:.3f}; "
+               f"n={probe['n']}")
+    return {"run": sel.meta["run"]["id"], "grid": sel.meta["grid"]["id"], "verdict": verdict,
+            "table": {m: {k: _r(v) if isinstance(v, float) else v for k, v in row.items()
+                          if k != "what"} for m, row in table.items()}}
 
 
 def _r(value) -> float | None:

@@ -6,4 +6,4 @@ transformers, matplotlib, textual) are imported inside ``run`` so that `probehea
 and `probeheat inspect` start instantly.
 """
 
-COMMANDS = ("run", "probe", "generalize", "view", "export", "inspect", "verify")
+COMMANDS = ("run", "probe", "generalize", "steer", "select", "view", "export", "inspect", "verify")

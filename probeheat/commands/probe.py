@@ -57,6 +57,11 @@ def add_arguments(p) -> None:
                         "when the answer ends at the exact answer)")
     p.add_argument("--no-controls", action="store_true",
                    help="skip baselines, the permutation null and the paired tests")
+    p.add_argument("--target", default="correct",
+                   help="what the probes predict: correct (label 1 = a wrong answer), "
+                        "error-type:NAME (one vs rest, from a run made with --samples) or "
+                        "error-type (one grid per type of the study, under --out) "
+                        "(default: %(default)s)")
     add_probe_options(p)
 
 
@@ -81,7 +86,8 @@ def settings_of(args, with_split: bool = True):
              "permutations": getattr(args, "permutations", 20),
              "correction": getattr(args, "correction", "bh"),
              "exclude_clamped": getattr(args, "exclude_clamped", False),
-             "controls": not getattr(args, "no_controls", False)} if with_split else {}
+             "controls": not getattr(args, "no_controls", False),
+             "target": getattr(args, "target", "correct")} if with_split else {}
     return probe_settings(C=args.C, standardize=not args.no_standardize,
                           preset="paper" if args.paper else None, site=args.site, **split)
 
@@ -108,9 +114,17 @@ def run(args) -> int:
         path = make_transfer_grid(args.train, args.test, args.out,
                                   settings=settings_of(args, with_split=False), **common)
     else:
-        from ..probe.grid import make_grid
+        from ..probe.grid import make_grid, make_type_grids
 
-        path = make_grid(args.run, args.out, settings=settings_of(args), **common)
+        settings = settings_of(args)
+        if settings.target == "error-type":
+            paths, skipped = make_type_grids(args.run, args.out, settings=settings, **common)
+            for path in paths:
+                report(path, args.quiet)
+            for name, why in skipped.items():
+                print(f"error type {name}: no grid ({why})", file=sys.stderr)
+            return 0
+        path = make_grid(args.run, args.out, settings=settings, **common)
     report(path, args.quiet)
     return 0
 
@@ -121,8 +135,10 @@ def report(path: Path, quiet: bool) -> None:
 
     grid = open_grid(path)
     if not quiet:
+        target = grid.meta.get("target", "correct")
+        what = "" if target == "correct" else f"predicting {grid.meta.get('label')}; "
         print(f"wrote {path} ({len(grid.layers)} layers x {len(grid.positions)} positions); "
-              f"{best_cell_line(grid.grid_values)}", file=sys.stderr)
+              f"{what}{best_cell_line(grid.grid_values)}", file=sys.stderr)
         for line in table_lines(comparison(grid)):
             print("  " + line, file=sys.stderr)
         absent = (grid.meta.get("baselines") or {}).get("absent") or {}

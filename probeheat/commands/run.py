@@ -14,6 +14,7 @@ def add_arguments(p) -> None:
     add_data_options(p.add_argument_group("dataset"))
     add_answer_options(p.add_argument_group("answers"))
     add_capture_options(p.add_argument_group("capture"))
+    add_sample_options(p.add_argument_group("sampled answers (error types, answer selection)"))
     job = p.add_argument_group("the job")
     job.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     job.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
@@ -118,6 +119,24 @@ def add_capture_options(g) -> None:
                         "the compute dtype (default: %(default)s)")
 
 
+def add_sample_options(g) -> None:
+    g.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="also sample K answers per question (K >= 2; the prompt's prefill is "
+                        "shared), graded and typed by the study's error-type rules "
+                        "(default: %(default)s, no sampling)")
+    g.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature, > 0 (default: %(default)s)")
+    g.add_argument("--top-p", type=float, default=1.0,
+                   help="nucleus sampling mass in (0, 1] (default: %(default)s, off)")
+    g.add_argument("--top-k", type=int, default=50,
+                   help="sample among the K most likely tokens, 0 = all (default: %(default)s, "
+                        "as the study)")
+    g.add_argument("--sample-layers", metavar="LAYERS",
+                   help="resid layers captured for samples: 4:20, 8:, 0,4,8 (default: all)")
+    g.add_argument("--sample-positions", default="exact_answer_last,-1",
+                   help="positions captured for samples (default: %(default)s)")
+
+
 def add_log_options(p) -> None:
     """--log-format / --log-interval / --verbose, shared by every long command."""
     p.add_argument("--log-format", default="auto", choices=["auto", "bar", "text", "json"],
@@ -149,7 +168,9 @@ def run(args) -> int:
         progress=args.log_format, log_interval=args.log_interval, verbose=args.verbose,
         exact_answer=args.exact_answer, category_column=args.category_column,
         group_column=args.group_column, baselines=not args.no_baselines,
-        answers_from=args.answers_from,
+        answers_from=args.answers_from, samples=args.samples, temperature=args.temperature,
+        top_p=args.top_p, top_k=args.top_k, sample_layers=args.sample_layers,
+        sample_positions=args.sample_positions,
     )
     do_run(cfg, argv=["probeheat", *sys.argv[1:]])
     return 0

@@ -30,6 +30,13 @@ ExtractFn = Callable[[str, str], str]
 
 NO_ANSWER = "NO ANSWER"
 MAX_HEURISTIC_WORDS = 5  # longer "short answers" are clauses, not answers
+REFUSAL_HEURISTIC = "no exact answer: the answer looks like a refusal (heuristic)"
+REFUSAL_EXTRACTOR = f"no exact answer: extractor answered {NO_ANSWER}"
+
+
+def is_refusal(reason: str | None) -> bool:
+    """Whether an exact-answer reason says the answer refused (counts as NO ANSWER)."""
+    return reason in (REFUSAL_HEURISTIC, REFUSAL_EXTRACTOR)
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ def heuristic_exact_answer(question: str, answer: str) -> tuple[int, int] | str:
     """[start, end) of the short answer inside `answer`, or the reason there is none."""
     start, end = _first_sentence(answer)
     if _REFUSAL.search(answer[start:end]):
-        return "no exact answer: the answer looks like a refusal (heuristic)"
+        return REFUSAL_HEURISTIC
     start, end = _strip(answer, start, end)
     m = _COPULA.search(answer, start, end)
     if m:
@@ -249,7 +256,7 @@ def _extracted(question: str, answer: str, extract_fn: ExtractFn):
     """([start, end) or None, extracted text or None, reason or None)."""
     ext = parse_extractor_output(extract_fn(question, answer))
     if normalize(ext) in ("", normalize(NO_ANSWER)):
-        return None, None, f"no exact answer: extractor answered {NO_ANSWER}"
+        return None, None, REFUSAL_EXTRACTOR
     span = _locate_text(answer, ext)
     if span is None:
         return None, ext, f"no exact answer: extractor's {ext!r} is not in the answer"

@@ -10,6 +10,7 @@ import torch
 from .metrics import delong_ci, roc_auc
 from .settings import MIN_TEST_PER_CLASS, MIN_TRAIN_PER_CLASS, ProbeSettings
 from .solver import LogisticModel, prepare, solve_many, solver_dtype, threads_for
+from .targets import class_names
 
 CONSTANT = ("degenerate: the features are the same for every training example (one token "
             "at this layer, e.g. layer 0 of a fixed prompt token): nothing to probe")
@@ -38,15 +39,18 @@ class LayerFit:
     reasons: dict[int, str] = field(default_factory=dict)
 
 
-def cell_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
-    """Why a cell with these labels cannot be probed, or None when it can."""
+def cell_problem(y_train: np.ndarray, y_test: np.ndarray,
+                 classes: tuple[str, str] = ("incorrect", "correct")) -> str | None:
+    """Why a cell with these labels cannot be probed, or None when it can; ``classes``
+    names label 1 and label 0 in the reason."""
     tr_pos, te_pos = int(y_train.sum()), int(y_test.sum())
     tr_neg, te_neg = y_train.size - tr_pos, y_test.size - te_pos
+    pos, neg = classes
     if min(tr_pos, tr_neg) < MIN_TRAIN_PER_CLASS:
-        return (f"too few training examples per class ({tr_pos} incorrect, {tr_neg} correct;"
+        return (f"too few training examples per class ({tr_pos} {pos}, {tr_neg} {neg};"
                 f" need {MIN_TRAIN_PER_CLASS} of each)")
     if min(te_pos, te_neg) < MIN_TEST_PER_CLASS:
-        return (f"too few test examples per class ({te_pos} incorrect, {te_neg} correct;"
+        return (f"too few test examples per class ({te_pos} {pos}, {te_neg} {neg};"
                 f" need {MIN_TEST_PER_CLASS} of each)")
     return None
 
@@ -69,7 +73,7 @@ def fit_layer(X: np.ndarray, mask: np.ndarray, y: np.ndarray, train_rows: np.nda
         te_keep = mask[test_rows, p]
         te = test_rows[te_keep]
         out.n_train[p], out.n_test[p], out.n_test_pos[p] = tr.size, te.size, int(y[te].sum())
-        reason = cell_problem(y[tr], y[te])
+        reason = cell_problem(y[tr], y[te], class_names(settings.target))
         Xtr, Xte = X[tr, p, :], X[te, p, :]
         if reason is None and not (np.isfinite(Xtr).all() and np.isfinite(Xte).all()):
             reason = "hidden states contain NaN or inf (overflow in the run's dtype?)"
@@ -109,6 +113,15 @@ def fit_cell_many(Xtr, ytrs, Xte, settings: ProbeSettings) -> list[tuple]:
             # float32 like the grid stores them, so stored scores reproduce every metric
             out.append((fit, model.decision_function(Xte).astype(np.float32).astype(np.float64)))
     return out
+
+
+def fit_cell_model(Xtr: np.ndarray, ytr: np.ndarray, settings: ProbeSettings) -> LogisticModel:
+    """One cell's probe as a model that scores new rows (what `select` and `steer` reuse)."""
+    with threads_for(Xtr.size):
+        Xs, mean, scale = prepare(Xtr, settings.standardize, solver_dtype(settings.standardize))
+        fit, = solve_many(Xs, [torch.as_tensor(ytr, dtype=torch.float64)], settings.C,
+                          settings.tol, settings.max_iter)
+    return LogisticModel(fit.w.numpy(), fit.b, mean, scale)
 
 
 def _empty_layer(P: int, k: int) -> LayerFit:

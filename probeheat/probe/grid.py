@@ -18,16 +18,15 @@ from .. import __version__
 from ..bundle import open_run, write_grid
 from ..bundle.base import check_destination, check_not_inside
 from ..bundle.grid import best_index
-from ..bundle.records import error_labels
 from ..errors import UserError
 from ..progress import Progress
 from ..selection import select_layers, select_positions
 from .cells import fit_layer
 from .settings import ProbeSettings, probe_settings
 from .splits import group_split, question_groups
+from .targets import expand_target, target_labels, target_meta, type_of
 
 METRICS = ["auc", "accuracy"]
-SCORE_MEANING = "log-odds that the answer is incorrect (probe decision function)"
 COUNTS = ("n_train", "n_test", "n_test_pos")
 
 
@@ -61,13 +60,7 @@ def choose_positions(run, positions) -> tuple[list[str], list[int]]:
 
 def labels_of(run) -> np.ndarray:
     """Error labels (1 = wrong) of a run; refuses a run with only one kind of answer."""
-    y = error_labels(run.records())
-    wrong = int(y.sum())
-    if wrong == 0 or wrong == y.size:
-        kind = "correct" if wrong == 0 else "incorrect"
-        raise UserError(str(run.path), f"all {y.size} answers are {kind}: a probe needs both "
-                        "correct and incorrect answers", "run more (or harder) questions")
-    return y
+    return target_labels(run, "correct")
 
 
 # --- the grid -----------------------------------------------------------------------------
@@ -141,7 +134,7 @@ def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | Non
     settings = settings or ProbeSettings()
     layer_list = choose_layers(run, layers, settings.site)
     names, columns = choose_positions(run, positions)
-    y = labels_of(run)
+    y = target_labels(run, settings.target)
     groups = question_groups(run.records())
     splits = [group_split(y, groups, settings.test_fraction, seed) for seed in settings.seeds]
     out = GridResult.empty(layer_list, names, y, splits, max(te.size for _, te in splits))
@@ -235,9 +228,7 @@ def versions() -> dict:
 def common_meta(res: GridResult, settings: ProbeSettings, run) -> dict:
     return {
         "layers": res.layers, "positions": res.positions, "metrics": list(METRICS),
-        "label": "incorrect",
-        "label_meaning": "1 = the model's answer was incorrect (error detection, as in the study)",
-        "score": SCORE_MEANING, "probe": settings.as_meta(),
+        **target_meta(settings.target), "probe": settings.as_meta(),
         **{key: run.meta[key] for key in ("model", "dataset") if run.meta.get(key) is not None},
         "versions": versions(),
     }
@@ -253,6 +244,8 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     """
     out_path = Path(out_path)
     settings = settings or probe_settings(**settings_kwargs)
+    if len(expand_target(settings.target)) > 1:
+        raise ValueError("make_grid fits one target; use make_type_grids for all error types")
     check_not_inside(out_path, [Path(run_path)])
     check_destination(out_path, overwrite)  # before any bundle is read, let alone fitted
     run = open_run(run_path)
@@ -273,6 +266,38 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     if settings.controls:
         add_controls(run, res, settings, (tensors, meta), progress)
     return write_grid(out_path, meta, tensors, overwrite=overwrite)
+
+
+def make_type_grids(run_path, out_path, *, settings: ProbeSettings, overwrite: bool = False,
+                    progress: bool | str = True, **where) -> tuple[list[Path], dict[str, str]]:
+    """``--target error-type``: one grid per paper type, ``OUT/<type>``. Returns the grids
+    written and, for each type that could not be probed, why (too few questions of it)."""
+    from dataclasses import replace
+
+    out_path = Path(out_path)
+    check_not_inside(out_path, [Path(run_path)])
+    check_destination(out_path, overwrite)
+    target_labels(open_run(run_path), "correct")  # a damaged or one-class run fails here
+    if (out_path / "manifest.json").exists():
+        raise UserError(str(out_path), "is a bundle; --target error-type writes a folder of "
+                        "grids, one per type", "choose another --out")
+    out_path.mkdir(parents=True, exist_ok=True)
+    written, skipped = [], {}
+    for target in expand_target(settings.target):
+        name = type_of(target)
+        try:
+            written.append(make_grid(run_path, out_path / name, overwrite=overwrite,
+                                     settings=replace(settings, target=target),
+                                     progress=progress, **where))
+        except UserError as exc:
+            if "needs sampled answers" in exc.problem:
+                raise
+            skipped[name] = exc.problem
+    if not written:
+        raise UserError(str(run_path), "no error type could be probed ("
+                        + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")",
+                        "sample more questions (run --samples K on more questions)")
+    return written, skipped
 
 
 def add_controls(run, res: GridResult, settings: ProbeSettings, written, progress) -> None:

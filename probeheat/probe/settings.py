@@ -37,6 +37,7 @@ class ProbeSettings:
     correction: str = "bh"  # across the cells of a comparison: Benjamini-Hochberg or Holm
     exclude_clamped: bool = False  # drop examples whose position a rule clamped
     controls: bool = True  # baselines, permutation null and paired tests (probe reports)
+    target: str = "correct"  # what the probes predict (probe/targets.py)
 
     def as_meta(self) -> dict:
         return {
@@ -49,7 +50,7 @@ class ProbeSettings:
             "interval": f"DeLong {self.level:.0%} (per seed, bounds averaged over seeds)",
             "min_train_per_class": MIN_TRAIN_PER_CLASS, "min_test_per_class": MIN_TEST_PER_CLASS,
             "permutations": self.permutations, "correction": self.correction,
-            "exclude_clamped": self.exclude_clamped,
+            "exclude_clamped": self.exclude_clamped, "target": self.target,
         }
 
     def with_seeds(self, seeds) -> ProbeSettings:
@@ -72,7 +73,7 @@ def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | No
                    seeds=(0,), test_fraction: float = 0.2, site: str = "resid",
                    **controls) -> ProbeSettings:
     """Validated settings; a preset fixes C and standardisation. ``controls``: permutations,
-    correction, exclude_clamped, controls (see ProbeSettings)."""
+    correction, exclude_clamped, controls, target (see ProbeSettings)."""
     if preset is not None:
         if preset not in PRESETS:
             raise UserError("--paper", f"unknown preset {preset!r}",
@@ -89,9 +90,14 @@ def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | No
 
 
 def check_controls(controls: dict) -> None:
-    unknown = set(controls) - {"permutations", "correction", "exclude_clamped", "controls"}
+    unknown = set(controls) - {"permutations", "correction", "exclude_clamped", "controls",
+                               "target"}
     if unknown:
         raise TypeError(f"unknown probe settings: {sorted(unknown)}")
+    if "target" in controls:
+        from .targets import check_target
+
+        controls["target"] = check_target(controls["target"])
     k = controls.get("permutations", 20)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PERMUTATIONS:
         raise UserError("--permutations", f"must be a whole number from 1 to {MAX_PERMUTATIONS} "

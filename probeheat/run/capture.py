@@ -91,6 +91,7 @@ class GeneratedBatch:
     stop_reasons: list[str]  # "eos" | "newline" | "max_new_tokens"
     token_logprobs: list[list[float]]  # log p of each generated token (greedy choice)
     engine: CaptureEngine = field(repr=False)
+    capture: str | None = None  # how gather() gets the states; None: the engine's mode
     # mode "generate": site -> [n_layers_site, B, W, d] (last W prompt positions of the
     # left-padded batch); site -> per decode step [n_layers_site, len(step_rows[j]), d],
     # the states of generated token j of the rows step_rows[j] (rows leave once stopped)
@@ -114,20 +115,22 @@ class GeneratedBatch:
     def sequences(self) -> list[list[int]]:
         return [p + g for p, g in zip(self.prompt_ids, self.generated_ids, strict=True)]
 
-    def gather(self, indices: Sequence[dict[str, int]], names: Sequence[str]
-               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def gather(self, indices: Sequence[dict[str, int]], names: Sequence[str],
+               sites: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Activations at named positions: ({site: [B, n_layers_site, P, d]}, mask [B, P]).
 
         indices[b][name] is an absolute index into row b's unpadded prompt + generated ids;
-        a name absent from a row's dict is missing there: zeros, mask False.
+        a name absent from a row's dict is missing there: zeros, mask False. ``sites``
+        (default: the engine's) are the sites to return.
         """
         if len(indices) != len(self.prompt_ids):
             raise ValueError(f"gather: {len(indices)} index dicts for {len(self.prompt_ids)} rows")
         idx, mask = self._index_matrix(indices, names)
-        if self.engine.mode == "reforward":
-            acts = self.engine._reforward(self.sequences, idx, mask)
+        sites = tuple(sites or self.engine.sites)
+        if (self.capture or self.engine.mode) == "reforward":
+            acts = self.engine._reforward(self.sequences, idx, mask, sites)
         else:
-            acts = {site: self._gather_buffers(site, idx, mask) for site in self.engine.sites}
+            acts = {site: self._gather_buffers(site, idx, mask) for site in sites}
         return {site: _to_numpy(t) for site, t in acts.items()}, mask.numpy()
 
     def _index_matrix(self, indices, names) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,22 +314,24 @@ class CaptureEngine:
             if rec:
                 rec.flush_prompt()
                 rec.keep = 1
-            gen, reasons, logps = self._loop(out, mask, lens.to(device), max_new_tokens,
-                                             (stop_on_newline, rec, on_progress))
+            gen, reasons, logps = self._loop(out.logits[:, -1, :], self._cache_of(out), mask,
+                                             lens.to(device), max_new_tokens,
+                                             (stop_on_newline, rec, on_progress, None))
         return gen, reasons, logps
 
-    def _loop(self, out, mask, lens, max_new_tokens, options):
-        """Greedy steps. A row leaves the batch once it has stopped (and, when recording,
-        once its stop token has been fed), so long answers do not make short ones pay."""
-        stop_on_newline, rec, on_progress = options
+    def _loop(self, logits, past, mask, lens, max_new_tokens, options):
+        """Decode steps from the prompt's last logits and KV cache. A row leaves the batch
+        once it has stopped (and, when recording, once its stop token has been fed), so long
+        answers do not make short ones pay. ``choose(logits, rows)`` picks each slot's next
+        token (None: greedy); ``rows`` maps batch slots to the original rows."""
+        stop_on_newline, rec, on_progress, choose = options
         n = len(lens)
         gen: list[list[int]] = [[] for _ in range(n)]
         logps: list[list[float]] = [[] for _ in range(n)]
         reasons: list[str | None] = [None] * n
         rows = list(range(n))  # batch slot -> original row
-        logits, past = out.logits[:, -1, :], self._cache_of(out)
         for step in range(max_new_tokens):
-            tok = logits.float().argmax(-1)
+            tok = logits.float().argmax(-1) if choose is None else choose(logits, rows)
             lp = torch.log_softmax(logits.float(), -1).gather(1, tok[:, None])[:, 0]
             for b, t, v in zip(rows, tok.tolist(), lp.tolist(), strict=True):
                 gen[b].append(t)
@@ -373,7 +378,7 @@ class CaptureEngine:
     # -- re-forward ---------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _reforward(self, sequences, idx, mask) -> dict[str, torch.Tensor]:
+    def _reforward(self, sequences, idx, mask, sites) -> dict[str, torch.Tensor]:
         device = self.loaded.input_device
         width = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
@@ -381,8 +386,8 @@ class CaptureEngine:
         for b, s in enumerate(sequences):  # right padding keeps indices unpadded
             ids[b, :len(s)] = torch.tensor(s)
             attn[b, :len(s)] = 1
-        rec = _GatherRecorder(self, idx, mask)
-        with _hooks(self, rec.take):
+        rec = _GatherRecorder(self, idx, mask, sites)
+        with _hooks(self, rec.take, sites):
             self.model(input_ids=ids.to(device), attention_mask=attn.to(device),
                        position_ids=(attn.cumsum(-1) - 1).clamp(min=0).to(device),
                        use_cache=False, **self._keep_kw)
@@ -428,11 +433,12 @@ Take = Callable[[str, int, torch.Tensor], None]
 
 
 @contextmanager
-def _hooks(engine: CaptureEngine, take: Take | None):
-    """Register capture hooks for the engine's sites; `take(site, slot, [B, T, d])`."""
+def _hooks(engine: CaptureEngine, take: Take | None, sites: Sequence[str] | None = None):
+    """Register capture hooks for the sites (default: the engine's);
+    `take(site, slot, [B, T, d])`."""
     handles = []
     if take is not None:
-        for site in engine.sites:
+        for site in sites or engine.sites:
             handles += _register(engine.layers, site, take)
     try:
         yield
@@ -492,12 +498,13 @@ class _StreamRecorder:
 class _GatherRecorder:
     """Mode "reforward": keeps only the requested positions of each row."""
 
-    def __init__(self, engine: CaptureEngine, idx: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, engine: CaptureEngine, idx: torch.Tensor, mask: torch.Tensor,
+                 sites: Sequence[str]):
         self.idx, self.mask = idx, mask
         d = engine.model.config.get_text_config().hidden_size
         self.out = {s: torch.zeros(len(idx), len(engine.layers_of(s)), idx.shape[1], d,
-                                   dtype=engine.capture_dtype) for s in engine.sites}
-        self.first = {s: engine.layers_of(s)[0] for s in engine.sites}
+                                   dtype=engine.capture_dtype) for s in sites}
+        self.first = {s: engine.layers_of(s)[0] for s in sites}
 
     def take(self, site: str, slot: int, hidden: torch.Tensor) -> None:
         rows = torch.arange(len(self.idx), device=hidden.device)[:, None]

@@ -62,6 +62,13 @@ class RunConfig:
     group_column: str | None = None  # examples sharing a value never straddle a split
     baselines: bool = True  # token log-probabilities and p(True) per example
     answers_from: Path | None = None  # reuse this run's answers: no generation, one re-forward
+    samples: int = 0  # K sampled answers per question beside the greedy one (0: none)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50  # 0: off (the study's sampling used transformers' default, 50)
+    sample_layers: str | None = None  # a layer selection (None: every resid layer)
+    sample_positions: list[str] = field(
+        default_factory=lambda: ["exact_answer_last", "-1"])
 
     @property
     def progress_mode(self) -> str:
@@ -98,12 +105,39 @@ def check_config(cfg: RunConfig) -> list[str]:
     if not (math.isfinite(cfg.log_interval) and cfg.log_interval > 0):
         raise UserError("--log-interval", f"must be a positive number of seconds "
                         f"(got {cfg.log_interval})", "pass e.g. --log-interval 30")
+    check_sampling(cfg)
     if cfg.grader is not None:
         from ..data.graders import get_grader
 
         get_grader(cfg.grader)  # an unknown grader is refused before the model loads
     check_run_out(Path(cfg.out), resume=cfg.resume, overwrite=cfg.overwrite)
     return names
+
+
+def check_sampling(cfg: RunConfig) -> list[str]:
+    """--samples and its options; returns the sample positions (empty without samples)."""
+    if isinstance(cfg.samples, bool) or not isinstance(cfg.samples, int) or cfg.samples < 0 \
+            or cfg.samples == 1:
+        raise UserError("--samples", f"must be 0 (no sampling) or at least 2 (got "
+                        f"{cfg.samples!r}): error types need several samples of a question",
+                        "pass e.g. --samples 10")
+    if not cfg.samples:
+        return []
+    if cfg.answers_from is not None:
+        raise UserError("--samples", "cannot be combined with --answers-from (which reuses "
+                        "greedy answers only)", "drop one of them")
+    if not (isinstance(cfg.temperature, int | float) and math.isfinite(cfg.temperature)
+            and cfg.temperature > 0):
+        raise UserError("--temperature", f"must be a positive number with --samples (got "
+                        f"{cfg.temperature})", "pass e.g. --temperature 1.0")
+    if not (math.isfinite(cfg.top_p) and 0 < cfg.top_p <= 1):
+        raise UserError("--top-p", f"must be in (0, 1] (got {cfg.top_p})", "pass e.g. 1.0")
+    _at_least("--top-k", cfg.top_k, 0)
+    if cfg.sample_layers is not None:
+        from ..selection import parse
+
+        parse(cfg.sample_layers, "--sample-layers")
+    return parse_positions(cfg.sample_positions, "--sample-positions")
 
 
 def check_sites(sites: list[str]) -> None:

@@ -43,11 +43,14 @@ class RunContext:
     extractor: Any = None
     p_true: Any = None
     replay: dict | None = None  # index -> the source run's record (--answers-from)
+    sampling: Any = None  # .sampling.Sampling with --samples K, else None
+    sample_names: list[str] = field(default_factory=list)  # positions captured for samples
+    sample_layers: list[int] = field(default_factory=list)  # resid layers captured for them
 
 
 def run(cfg: RunConfig, argv: list[str] | None = None) -> Path | None:
     """Carry out a run; returns the bundle path (None on ranks other than 0)."""
-    names = check_config(cfg)
+    names = check_config(cfg)  # --samples and its options included
     dist = Dist.from_env()
     try:
         ctx = prepare(cfg, names, argv)
@@ -86,6 +89,8 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
     ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
     if cfg.answers_from is not None:
         ctx.replay = source_answers(ctx)
+    if cfg.samples:
+        prepare_sampling(ctx)
     ctx.meta = run_metadata(ctx, argv)
     return ctx
 
@@ -114,6 +119,30 @@ def source_answers(ctx: RunContext) -> dict[int, dict]:
         raise UserError(where, f"{source.path} used another copy of the dataset",
                         "pass the same dataset")
     return records
+
+
+def prepare_sampling(ctx: RunContext) -> None:
+    """What --samples K samples and captures: the spec, positions and resid layers."""
+    from ..selection import select_layers
+    from .config import check_sampling
+    from .sampling import Sampling
+
+    cfg = ctx.cfg
+    ctx.sampling = Sampling(cfg.samples, float(cfg.temperature), float(cfg.top_p),
+                            int(cfg.top_k))
+    ctx.sample_names = check_sampling(cfg)
+    layers = list(range(int(ctx.loaded.info["n_layers"]) + 1))
+    ctx.sample_layers = select_layers(cfg.sample_layers, layers, where="--sample-layers",
+                                      source=f"{cfg.model}'s resid layers")
+
+
+def samples_meta(ctx: RunContext) -> dict | None:
+    if ctx.sampling is None:
+        return None
+    return {**ctx.sampling.as_meta(), "site": "resid", "layers": ctx.sample_layers,
+            "positions": ctx.sample_names, "seed": ctx.cfg.seed,
+            "capture": "one re-forward over prompt + sample after sampling",
+            "error_types": "probeheat.data.error_types (the study's rules; README)"}
 
 
 def check_columns(cfg: RunConfig, dataset) -> None:
@@ -209,7 +238,8 @@ def capture_all(ctx: RunContext, writer: RunWriter, batches, totals: Totals) -> 
                    interval=cfg.log_interval, totals=totals, show_accuracy=True)
     with bar:
         for rows, keep in batches:
-            whole = all(keep) and ctx.replay is None  # rows count as they finish, else at the end
+            # rows count as they finish; else (resumed batch, replay, samples) at the end
+            whole = all(keep) and ctx.replay is None and ctx.sampling is None
             prompts = [ctx.prompts.ids[i] for i in rows]
             batch = ctx.engine.replay(prompts, [ctx.replay[i] for i in rows]) if ctx.replay \
                 else ctx.engine.generate(prompts, on_progress=(
@@ -217,16 +247,46 @@ def capture_all(ctx: RunContext, writer: RunWriter, batches, totals: Totals) -> 
             records = answer_records(ctx, rows, batch)
             acts, mask = batch.gather([r["positions"] for r in records], ctx.names)
             new = np.flatnonzero(keep)
-            pending.add([records[k] for k in new],
-                        {f"{site}.{k}": acts[site][new, j].astype(dtype)
-                         for site, layers in ctx.meta["sites"].items()
-                         for j, k in enumerate(layers)}, mask[new])
+            tensors = {f"{site}.{k}": acts[site][new, j].astype(dtype)
+                       for site, layers in ctx.meta["sites"].items()
+                       for j, k in enumerate(layers)}
+            if ctx.sampling is not None:
+                tensors.update(add_samples(ctx, rows, records, new, bar))
+            pending.add([records[k] for k in new], tensors, mask[new])
             bar.advance(0 if whole else len(new), tokens=0 if whole else batch.n_tokens,
                         correct=sum(records[k]["correct"] for k in new))
             while pending.n >= cfg.shard_size:
                 flush(writer, pending, cfg.shard_size, bar)
         flush(writer, pending, pending.n, bar)
     return bar.totals
+
+
+def add_samples(ctx: RunContext, rows: list[int], records, new, bar) -> dict[str, np.ndarray]:
+    """Sample K answers for the batch's questions; put the samples and error types in their
+    records and return the samples' tensors for the rows kept (``new``)."""
+    from .records import sample_records
+    from .sampling import chunks, generators, sample_answers
+
+    k, names, layers = ctx.sampling.k, ctx.sample_names, ctx.sample_layers
+    gens = generators(ctx.cfg.seed, [ctx.dataset.examples[i].id for i in rows], k)
+    batch = sample_answers(ctx.engine, [ctx.prompts.ids[i] for i in rows], gens, ctx.sampling,
+                           on_progress=lambda n, t: bar.advance(0, tokens=t))
+    for record, extra in zip(records, sample_records(ctx, rows, batch), strict=True):
+        record.update(extra)
+    indices = [s["positions"] for record in records for s in record["samples"]]
+    dtype = numpy_dtype(ctx.meta["dtype"])
+    d = int(ctx.meta["hidden_size"])
+    out = np.zeros((len(indices), len(layers), len(names), d), dtype=dtype)
+    mask = np.zeros((len(indices), len(names)), dtype=bool)
+    for start, piece in chunks(batch, ctx.cfg.batch_size):
+        stop = start + len(piece.prompt_ids)
+        acts, m = piece.gather(indices[start:stop], names, sites=("resid",))
+        out[start:stop], mask[start:stop] = acts["resid"][:, layers].astype(dtype), m
+    out = out.reshape(len(rows), k, len(layers), len(names), d)[new]
+    tensors = {f"samples.resid.{layer}": np.ascontiguousarray(out[:, :, j])
+               for j, layer in enumerate(layers)}
+    tensors["samples.mask"] = mask.reshape(len(rows), k, len(names))[new].astype(np.uint8)
+    return tensors
 
 
 def flush(writer: RunWriter, pending: Pending, n: int, bar: Progress) -> None:
@@ -260,7 +320,7 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "columns": [cfg.question_column, cfg.answers_column, cfg.id_column, cfg.missing_id],
         "exact_answer": cfg.exact_answer, "baselines": cfg.baselines,
         "groups": [category_of(ctx), cfg.group_column],
-        "answers_from": answers_source(cfg),
+        "answers_from": answers_source(cfg), "samples": samples_meta(ctx),
     }
     return {
         "fingerprint": fingerprint(identity),
@@ -284,6 +344,7 @@ def run_metadata(ctx: RunContext, argv) -> dict:
                        "batch_size": cfg.batch_size,
                        "capture": "reforward" if ctx.replay else cfg.capture,
                        "answers_from": answers_source(cfg)},
+        "samples": samples_meta(ctx),
         "positions": ctx.names,
         "layers": sites["resid"],
         "sites": sites,

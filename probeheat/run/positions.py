@@ -81,15 +81,16 @@ def _parse(name: str) -> _Parsed:
     return parsed
 
 
-def parse_positions(names: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_positions(names: str | list[str] | tuple[str, ...], where: str = "--positions"
+                    ) -> list[str]:
     """Validate position names (a selection string or a list of names): expand 'all' /
     'default' and ranges such as ``-12:-9``; drop duplicates keeping order."""
     if not isinstance(names, str) and not names:
-        raise UserError("--positions", "no positions given", f"use {VALID_FORMS}")
-    out = expand_new_positions(names, BUILTIN_POSITIONS, "--positions")
+        raise UserError(where, "no positions given", f"use {VALID_FORMS}")
+    out = expand_new_positions(names, BUILTIN_POSITIONS, where)
     for name in out:
         if _parse_one(name) is None:
-            raise UserError("--positions", f"unknown position {name!r}", f"use {VALID_FORMS}")
+            raise UserError(where, f"unknown position {name!r}", f"use {VALID_FORMS}")
     return out
 
 

@@ -99,6 +99,40 @@ def add_p_true(scorer, records: list[Record]) -> None:
                                              if record["index"] in by_index else None)}
 
 
+def sample_records(ctx: RunContext, rows: list[int], batch: GeneratedBatch) -> list[dict]:
+    """Per question of `rows`: its K samples (graded, exact answer under the run's policy,
+    sample positions resolved) and the error types they give (probeheat.data.error_types)."""
+    from ..data.error_types import Sample, error_types, sample_counts
+    from ..data.exact import is_refusal
+    from ..data.graders import grade
+
+    k = ctx.cfg.samples
+    tokenizer = ctx.engine.loaded.tokenizer
+    examples = [ctx.dataset.examples[i] for i in rows for _ in range(k)]
+    answers = [tokenizer.decode(ids, skip_special_tokens=True) for ids in batch.generated_ids]
+    grades = [grade(a, e.answers, ctx.grader) for e, a in zip(examples, answers, strict=True)]
+    exacts = exact_answers(ctx, examples, batch.generated_ids, answers, grades)
+    out = []
+    for q, i in enumerate(rows):
+        samples = []
+        for j in range(q * k, (q + 1) * k):
+            gen_ids, exact = batch.generated_ids[j], exacts[j]
+            resolved = resolve_positions(ctx.sample_names, prompt_len=len(ctx.prompts.ids[i]),
+                                         gen_len=len(gen_ids), span=exact.span,
+                                         span_missing_reason=exact.reason)
+            samples.append({
+                "answer": answers[j], "correct": bool(grades[j].correct),
+                "matched_alias": grades[j].matched_alias, "exact_answer": exact.text,
+                "exact_span": list(exact.span) if exact.span else None,
+                "refused": is_refusal(exact.reason), "stop_reason": batch.stop_reasons[j],
+                "gen_len": len(gen_ids), "generated_ids": list(map(int, gen_ids)),
+                "positions": resolved.index, "missing": resolved.missing})
+        counts = sample_counts([Sample(s["correct"], s["exact_answer"] if s["exact_span"]
+                                       else None, s["refused"]) for s in samples])
+        out.append({"samples": samples, "error_type": {**counts, "types": error_types(counts)}})
+    return out
+
+
 class Pending:
     """Examples captured but not yet written: a shard's worth at most."""
 
