@@ -69,14 +69,15 @@ def worker(args) -> None:
         loaded.model(torch.tensor([prompts[0]]))
     loaded_rss = rss_mb()
     start, cpu = time.perf_counter(), cpu_seconds()
-    run = baseline if args.worker == "baseline" else probeheat
+    run = {"baseline": baseline, "probeheat": probeheat, "plain": plain,
+           "sampled": sampled}[args.worker]
     gen, acts, mask = run(loaded, prompts, args)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     np.savez(args.out, acts=acts, mask=mask)
     Path(args.out + ".json").write_text(json.dumps({
         "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, "loaded_rss_mb": loaded_rss,
-        "held_mb": max(HELD) / 2**20,
+        "held_mb": max(HELD, default=0) / 2**20, "answers": len(gen),
         "generated": gen, "n_tokens": sum(len(g) for g in gen)}))
 
 
@@ -140,21 +141,59 @@ def probeheat(loaded, prompts, args):
     return gen, acts, mask
 
 
+def plain(loaded, prompts, args):
+    """transformers' batched greedy `generate`, same batches, padding and stop rule (EOS),
+    no capture: the limit capture is measured against."""
+    import torch
+
+    from probeheat.run.capture import CaptureEngine, length_batches
+
+    engine = CaptureEngine(loaded, max_new_tokens=args.max_new_tokens)  # for pad/EOS ids only
+    gen: list = [None] * len(prompts)
+    with torch.inference_mode():
+        for rows in length_batches([len(p) for p in prompts], args.batch_size):
+            ids, mask, _ = engine._left_padded([prompts[r] for r in rows])
+            out = loaded.model.generate(ids, attention_mask=mask, do_sample=False,
+                                        max_new_tokens=args.max_new_tokens,
+                                        pad_token_id=engine.pad_id,
+                                        eos_token_id=sorted(engine.eos_ids))
+            for r, row in zip(rows, out[:, ids.shape[1]:].tolist(), strict=True):
+                stop = next((k for k, t in enumerate(row) if t in engine.eos_ids), None)
+                gen[r] = row if stop is None else row[:stop + 1]
+    return gen, np.zeros((1,), np.float32), np.zeros((1,), bool)
+
+
+def sampled(loaded, prompts, args):
+    """probeheat's K sampled answers per question (shared prefill), no capture."""
+    from probeheat.run.capture import CaptureEngine, length_batches
+    from probeheat.run.sampling import Sampling, generators, sample_answers
+
+    engine = CaptureEngine(loaded, max_new_tokens=args.max_new_tokens, mode="reforward")
+    gen = []
+    for rows in length_batches([len(p) for p in prompts], args.batch_size):
+        batch = sample_answers(engine, [prompts[r] for r in rows],
+                               generators(0, [str(r) for r in rows], args.samples),
+                               Sampling(args.samples))
+        gen += batch.generated_ids
+    return gen, np.zeros((1,), np.float32), np.zeros((1,), bool)
+
+
 def launch(kind: str, threads: int, batch_size: int, args, tmp: Path) -> dict:
     out = str(tmp / f"{kind}-t{threads}-b{batch_size}")
     cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(threads),
            "--batch-size", str(batch_size), "--n", str(args.n), "--model", args.model,
-           "--max-new-tokens", str(args.max_new_tokens), "--mode", args.mode, "--out", out]
+           "--max-new-tokens", str(args.max_new_tokens), "--mode", args.mode, "--out", out,
+           "--samples", str(args.samples)]
     done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
     if done.returncode:
         sys.exit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
     result = json.loads(Path(out + ".json").read_text())
     data = np.load(out + ".npz")
     result.update(kind=kind, threads=threads, batch=batch_size, acts=data["acts"],
-                  mask=data["mask"], ex_s=args.n / result["seconds"])
+                  mask=data["mask"], ex_s=result["answers"] / result["seconds"])
     print(f"{kind:9} threads={threads} batch={batch_size:3}  {result['seconds']:7.1f} s  "
-          f"{result['ex_s']:6.2f} ex/s  {result['n_tokens'] / result['seconds']:6.1f} tok/s  "
-          f"CPU {result['cpu_seconds'] / args.n:5.2f} s/ex  "
+          f"{result['ex_s']:6.2f} answers/s  {result['n_tokens'] / result['seconds']:6.1f} tok/s"
+          f"  CPU {result['cpu_seconds'] / result['answers']:5.2f} s/answer  "
           f"peak RSS {result['peak_rss_mb']:6.0f} MB (model loaded: "
           f"{result['loaded_rss_mb']:.0f} MB)  activations held {result['held_mb']:5.0f} MB  "
           f"load avg {os.getloadavg()[0]:.1f}", flush=True)
@@ -175,6 +214,23 @@ def compare(base: dict, ours: dict) -> str:
             f"{diff_last.max(axis=-1)[both].max():.2f}, post-norm vs raw by definition)")
 
 
+def limits(best: dict, args, tmp: Path) -> None:
+    """At probeheat's best configuration: plain `generate` (no capture) and K samples."""
+    t, b = best["threads"], best["batch"]
+    again = launch("probeheat", t, b, args, tmp)  # beside the others, for drift
+    plain_run = launch("plain", t, b, args, tmp)
+    sample_run = launch("sampled", t, b, args, tmp)
+    same = sum(a == g for a, g in zip(again["generated"], plain_run["generated"], strict=True))
+    cpu = lambda r: r["cpu_seconds"] / r["answers"]  # noqa: E731  (robust to other load)
+    print(f"\nprobeheat (capture at every layer) / plain transformers generate (no capture), "
+          f"threads={t} batch={b}: {again['seconds'] / plain_run['seconds']:.2f}x the time, "
+          f"{cpu(again) / cpu(plain_run):.2f}x the CPU seconds (target <= 1.0 on CPU); "
+          f"identical generations {same}/{args.n}")
+    print(f"sampled answers/s with K={args.samples} (shared prefill) / greedy examples/s, same "
+          f"batch of questions: {sample_run['ex_s'] / again['ex_s']:.2f}x; per CPU second: "
+          f"{cpu(again) / cpu(sample_run):.2f}x (target >= 1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=32)
@@ -183,7 +239,12 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--mode", default="generate", choices=["generate", "reforward"])
-    parser.add_argument("--worker", choices=["baseline", "probeheat"], help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, default=10,
+                        help="K for the sampled-answers comparison (default: %(default)s)")
+    parser.add_argument("--no-plain", action="store_true",
+                        help="skip the plain-generate and sampled comparisons")
+    parser.add_argument("--worker", choices=["baseline", "probeheat", "plain", "sampled"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,7 +261,9 @@ def main() -> None:
         bases = [launch("baseline", t, 1, args, Path(tmp)) for t in args.threads]
         ours = [launch("probeheat", t, b, args, Path(tmp))
                 for t in args.threads for b in args.batch_sizes]
-    base, best = max(bases, key=lambda r: r["ex_s"]), max(ours, key=lambda r: r["ex_s"])
+        base, best = max(bases, key=lambda r: r["ex_s"]), max(ours, key=lambda r: r["ex_s"])
+        if not args.no_plain:
+            limits(best, args, Path(tmp))
     print(f"\nbest baseline: threads={base['threads']}; best probeheat: threads="
           f"{best['threads']} batch={best['batch']}")
     print(f"examples/s ratio (probeheat / baseline): {best['ex_s'] / base['ex_s']:.2f}x "

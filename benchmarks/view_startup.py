@@ -1,9 +1,10 @@
 """How fast `probeheat view` shows a grid, and how fast it answers a key on a big one.
 
 1. Start-up, measured in a real terminal (tmux 120x40): from launching the command to the
-   first full frame of a 32 x 15 grid (the last layer's row label on screen). Baseline in
-   the same run and harness: `python -c "import torch"`, the cost a viewer that imported
-   torch would pay before drawing anything.
+   first full frame of a 32 x 15 grid (the last layer's row label on screen). Baselines in
+   the same run and harness: a minimal Textual app that draws one line (the floor any
+   Textual viewer pays: interpreter, Textual, the first frame), and `python -c "import
+   torch"`, the cost a viewer that imported torch would pay before drawing anything.
 2. On an 80 x 512 grid (Pilot, headless 160x50): time to the first frame, and key press to
    repaint for a cursor move and for a colour-range change (which restyles every cell).
    Baseline: the same cells as a Textual DataTable with styled cells (and a Footer).
@@ -56,11 +57,30 @@ def startup(work: Path, repeat: int) -> dict[str, list[float]]:
     view = f"{python} -m probeheat.cli view {shlex.quote(str(grid))}"
     last_row = re.compile(r"^\s*31(\s|$)", re.M)  # the grid's last layer label: the frame is whole
     torch = f"{python} -c 'import torch; print(\"READY\")'"
-    times: dict[str, list[float]] = {"probeheat view": [], "import torch": []}
-    for _ in range(repeat):  # interleaved, so that drift in machine load hits both alike
+    minimal_script = work / "minimal_app.py"
+    minimal_script.write_text(MINIMAL_APP)
+    minimal = f"{python} {shlex.quote(str(minimal_script))}"
+    times: dict[str, list[float]] = {"probeheat view": [], "minimal Textual app": [],
+                                     "import torch": []}
+    for _ in range(repeat):  # interleaved, so that drift in machine load hits all alike
         times["probeheat view"].append(tmux_time_to(view, last_row, work))
+        times["minimal Textual app"].append(tmux_time_to(minimal, re.compile("READY"), work))
         times["import torch"].append(tmux_time_to(torch, re.compile("READY"), work))
     return times
+
+
+MINIMAL_APP = """
+from textual.app import App
+from textual.widgets import Static
+
+
+class Minimal(App):
+    def compose(self):
+        yield Static("READY")
+
+
+Minimal().run()
+"""
 
 
 class DataTableApp:
@@ -161,8 +181,9 @@ def main() -> None:
           "slows both sides of each ratio alike, the absolute times more)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        report("Start-up to the first full frame, 32x15 grid, tmux 120x40",
-               startup(work, args.repeat), "import torch")
+        times = startup(work, args.repeat)
+        report("Start-up to the first full frame, 32x15 grid, tmux 120x40 (target: <= 1.5x "
+               "the minimal Textual app)", times, "minimal Textual app")
         keys = key_repaint(work, args.keys, args.baseline_keys)
         for what in ("first frame", "cursor move", "colour range"):
             report(f"80x512 grid, Pilot 160x50: {what}" + (" (key press to repaint)"

@@ -1,4 +1,8 @@
-"""Data-parallel runs under torchrun: each rank answers a disjoint slice; rank 0 finishes."""
+"""Data-parallel jobs under torchrun: each rank takes a disjoint slice; rank 0 finishes.
+
+`run` splits examples (each rank writes its own shards), `probe` splits layers (rank 0
+gathers the fits and writes the grid). Without WORLD_SIZE (or with 1) nothing is set up.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,16 @@ class Dist:
         box = [error]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, value):
+        """Every rank's value, in rank order, on rank 0 (None on the others)."""
+        if self.world == 1:
+            return [value]
+        import torch.distributed as dist
+
+        box = [None] * self.world if self.rank == 0 else None
+        dist.gather_object(value, box, dst=0)
+        return box
 
     def close(self) -> None:
         if self.world > 1:

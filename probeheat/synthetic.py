@@ -40,6 +40,7 @@ class Synthetic:
     baselines: bool = False  # records with token log-probabilities, p(True) and a category
     samples: int = 0  # K sampled answers per question (each right with correct_rate)
     sample_positions: tuple[str, ...] = ("exact_answer_last", "-1")
+    heads: tuple[int, int] | None = None  # (n_heads, head_dim): site "head" at layers 1..
 
 
 def signal_strength(layer: int, n_layers: int, position: str) -> float:
@@ -73,10 +74,35 @@ def write_synthetic_run(out: Path, *, overwrite: bool = False, **shape) -> Path:
             strength = np.array([signal_strength(layer, s.n_layers, p) for p in s.positions])
             x = noise + s.signal * sign[:, None, None] * strength[None, :, None] * direction
             tensors[tensor_name("resid", layer)] = (x * mask[:, :, None]).astype(s.dtype)
+        if s.heads:
+            tensors.update(_add_heads(s, sign, mask, rng))
         if s.samples:
             tensors.update(_add_samples(s, records, rng, direction))
         writer.add_shard(records, tensors, mask)
     return writer.finalize({"finished": now_iso()})
+
+
+def head_gain(head: int, n_heads: int) -> float:
+    """How strongly head ``head`` carries the planted signal: head 1 most, the last none."""
+    return 0.0 if head == n_heads - 1 else (1.6 if head == 1 else 0.4)
+
+
+def _add_heads(s: Synthetic, sign, mask, rng) -> dict[str, np.ndarray]:
+    """Site "head": per layer k >= 1, n_heads blocks of head_dim; head h carries the
+    layer's and position's signal times :func:`head_gain` along its own direction."""
+    H, hd = s.heads
+    direction = rng.standard_normal((H, hd))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    gain = np.array([head_gain(h, H) for h in range(H)])
+    out = {}
+    for layer in range(1, s.n_layers):
+        strength = np.array([signal_strength(layer, s.n_layers, p) for p in s.positions])
+        x = rng.standard_normal((len(sign), len(s.positions), H, hd)) + s.signal * \
+            sign[:, None, None, None] * strength[None, :, None, None] * \
+            (gain[:, None] * direction)[None, None]
+        x = x.reshape(len(sign), len(s.positions), H * hd) * mask[:, :, None]
+        out[tensor_name("head", layer)] = x.astype(s.dtype)
+    return out
 
 
 def _add_samples(s: Synthetic, records: list[dict], rng, direction) -> dict[str, np.ndarray]:
@@ -138,11 +164,14 @@ def _meta(s: Synthetic) -> dict:
     return {**extra,
         "fingerprint": f"synthetic-{s.n}-{s.n_layers}-{s.hidden}-{s.seed}-{s.dtype}-"
                        f"{s.correct_rate}-{s.signal}-{s.baselines}-{','.join(s.positions)}-"
-                       f"{s.samples}",
+                       f"{s.samples}-{s.heads}",
         "synthetic": True,
         "model": {"model_id": "synthetic", "n_layers": s.n_layers - 1, "hidden_size": s.hidden},
         "dataset": {"name": "synthetic", "content_hash": f"seed-{s.seed}"},
-        "positions": list(s.positions), "layers": layers, "sites": {"resid": layers},
+        "positions": list(s.positions), "layers": layers,
+        "sites": {"resid": layers, **({"head": layers[1:]} if s.heads else {})},
+        "heads": {"n_heads": s.heads[0], "head_dim": s.heads[1], "module": "synthetic",
+                  "what": "synthetic per-head blocks"} if s.heads else None,
         "hidden_size": s.hidden, "dtype": s.dtype, "compute_dtype": s.dtype, "seed": s.seed,
         "layer_meaning": "resid k: synthetic stand-in for the output of decoder layer k-1",
         "samples": {"k": s.samples, "layers": layers, "positions": list(s.sample_positions),

@@ -33,6 +33,7 @@ from probeheat.bundle.migrate import (
     v1_0_to_v1_1,
     v1_1_to_v1_2,
     v1_2_to_v1_3,
+    v1_3_to_v1_4,
 )
 from probeheat.errors import UserError
 from probeheat.synthetic import write_synthetic_run
@@ -233,7 +234,7 @@ def test_v0_manifest_is_migrated_in_memory(sample_grid, tmp_path):
 def test_every_migration_step_is_registered_and_tested():
     assert MIGRATIONS == {0: v0_to_v1}
     assert MINOR_MIGRATIONS == {(1, 0): v1_0_to_v1_1, (1, 1): v1_1_to_v1_2,
-                                (1, 2): v1_2_to_v1_3}
+                                (1, 2): v1_2_to_v1_3, (1, 3): v1_3_to_v1_4}
 
 
 def test_a_1_2_run_and_grid_read_as_without_samples_and_predicting_errors(tmp_path):

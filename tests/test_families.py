@@ -67,13 +67,19 @@ def test_mass_mean_is_the_difference_of_class_means(standardize):
     assert s[y == 1].mean() > 0 > s[y == 0].mean()
 
 
+def ledoit_wolf_shrinkage(R, assume_centered=True):
+    return pytest.importorskip("sklearn.covariance").ledoit_wolf_shrinkage(
+        R, assume_centered=assume_centered)
+
+
 def lda_reference(X, y, standardize=True):
     Xs = standardized(X) if standardize else X.astype(np.float64)
     n, d = Xs.shape
     mu1, mu0 = Xs[y == 1].mean(0), Xs[y == 0].mean(0)
     R = Xs - np.where((y == 1)[:, None], mu1, mu0)
     S = R.T @ R / (n - 2)
-    lam = RIDGE * np.trace(S) / d
+    rho = ledoit_wolf_shrinkage(R, assume_centered=True)  # sklearn's, on the same rows
+    lam = max(rho / (1 - rho), RIDGE) * np.trace(S) / d
     w = np.linalg.solve(S + lam * np.eye(d), mu1 - mu0)
     return w, -0.5 * (mu1 + mu0) @ w, lam
 

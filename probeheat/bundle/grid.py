@@ -36,7 +36,7 @@ GRID_TENSORS = "grid.safetensors"
 GEN_META = "generalization.json"
 GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
-UNIT_METRICS = ("auc", "accuracy")  # values in [0, 1]
+UNIT_METRICS = ("auc", "accuracy", "ece", "recall_at_fpr1", "recall_at_fpr5")  # in [0, 1]
 PAIRED = ("p_vs_baseline", "q_vs_baseline", "delta_vs_baseline")  # [L, P]
 # baselines and controls (FORMAT.md): dtype and dims; S, K: any (checked against each other
 # by their writer), B: the number of baselines grid.json names
@@ -45,9 +45,13 @@ EVIDENCE = {
     "baseline_auc_hi": ("F64", "B"), "baseline_auc_by_seed": ("F64", "SB"),
     "baseline_n_test": ("I64", "SB"), "baseline_sign": ("I8", "SB"),
     "baseline_scores": ("F32", "SBK"), "perm_auc": ("F64", "PK"), "perm_layer": ("I64", "P"),
+    # calibration (M: reliability bins)
+    "reliability_mean_prob": ("F64", "LPM"), "reliability_observed": ("F64", "LPM"),
+    "reliability_count": ("I64", "LPM"),
 }
 PROBABILITIES = ("baseline_auc", "baseline_auc_lo", "baseline_auc_hi", "baseline_auc_by_seed",
-                 "perm_auc", "p_vs_baseline", "q_vs_baseline")
+                 "perm_auc", "p_vs_baseline", "q_vs_baseline", "reliability_mean_prob",
+                 "reliability_observed")
 
 
 def best_index(values: np.ndarray) -> tuple[int, int] | None:
@@ -150,6 +154,21 @@ class GridBundle(Bundle):
     @property
     def metrics(self) -> list[str]:
         return [str(x) for x in self.require("metrics")]
+
+    @property
+    def heads(self) -> dict | None:
+        """A head grid's ``heads`` (n_heads, head_dim, positions); None for other grids.
+        Column j is head ``j % n_heads`` of position ``positions[j // n_heads]``."""
+        value = self.meta.get("heads")
+        return dict(value) if value else None
+
+    def head_columns(self, position: str) -> list[int]:
+        """The columns of one position's heads in a head grid, in head order."""
+        heads = self.heads
+        if heads is None:
+            raise ValueError(f"{self.path} is not a head grid")
+        p, H = list(heads["positions"]).index(position), int(heads["n_heads"])
+        return list(range(p * H, (p + 1) * H))
 
     @cached_property
     def tensor_names(self) -> list[str]:
@@ -362,7 +381,7 @@ def check_values(name: str, values: np.ndarray, metrics: list[str], path: Path) 
         problem = "holds signs other than -1, 0 and 1"
     elif name == "labels" and values.size and not np.isin(values, (0, 1)).all():
         problem = "holds labels other than 0 and 1"
-    elif name in COUNT_NAMES and values.size and values.min() < 0:
+    elif name in COUNT_NAMES + ("reliability_count",) and values.size and values.min() < 0:
         problem = "holds negative counts"
     elif name in ("test_rows", "train_rows") and values.size and values.min() < -1:
         problem = "holds row numbers below -1"

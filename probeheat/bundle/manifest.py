@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..hashing import sha256_file
 
 FORMAT_NAME = "probeheat-bundle"
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 MANIFEST = "manifest.json"
 KINDS = ("run", "grid", "generalization", "steer", "selection")
 # Readers only ever open these file types; anything else in a bundle is reported, never loaded.

@@ -97,12 +97,24 @@ def v1_2_to_v1_3(kind: str, meta: dict, root: Path) -> dict:
     return meta
 
 
+def v1_3_to_v1_4(kind: str, meta: dict, root: Path) -> dict:
+    """1.4 runs may capture site "head" (described by ``heads``; null before 1.4); grids
+    name their probe family (``probe.family``: every grid before 1.4 is ``logistic``)."""
+    meta = dict(meta)
+    if kind == "run":
+        meta.setdefault("heads", None)
+    elif kind == "grid" and isinstance(meta.get("probe"), dict):
+        meta["probe"] = {"family": "logistic", **meta["probe"]}
+    return meta
+
+
 # MINOR_MIGRATIONS[(major, minor)] turns the metadata (run.json, grid.json, ...) of that
 # version into the next minor version's, in memory.
 MINOR_MIGRATIONS: dict[tuple[int, int], Callable[[str, dict, Path], dict]] = {
     (1, 0): v1_0_to_v1_1,
     (1, 1): v1_1_to_v1_2,
     (1, 2): v1_2_to_v1_3,
+    (1, 3): v1_3_to_v1_4,
 }
 
 

@@ -88,6 +88,18 @@ class RunBundle(Bundle):
         return int(self.require("hidden_size"))
 
     @property
+    def heads(self) -> dict | None:
+        """Site "head": ``n_heads``, ``head_dim`` and the module hooked; None without it."""
+        value = self.meta.get("heads")
+        return dict(value) if value else None
+
+    def width(self, site: str) -> int:
+        """Columns of a site's tensors: hidden_size, or n_heads * head_dim for "head"."""
+        if site == "head" and self.heads:
+            return int(self.heads["n_heads"]) * int(self.heads["head_dim"])
+        return self.hidden_size
+
+    @property
     def dtype(self) -> str:
         return str(self.require("dtype"))
 
@@ -136,7 +148,7 @@ class RunBundle(Bundle):
         for site, layers in self.sites.items():
             for layer in layers:
                 expect_tensor(f, tensor_name(site, layer), path, SAFETENSORS_DTYPES[self.dtype],
-                              [n, P, d])
+                              [n, P, self.width(site)])
         expect_tensor(f, "index", path, "I64", [n])
         expect_tensor(f, "mask", path, "U8", [n, P])
         if self.samples:
@@ -201,7 +213,8 @@ class RunBundle(Bundle):
 
     def read_layer(self, layer: int, site: str = "resid", *, as_float32: bool = True
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Hidden states [n, P, d] and the position mask [n, P] of one layer.
+        """Hidden states [n, P, d] and the position mask [n, P] of one layer (site "head":
+        [n, P, n_heads * head_dim], head h in columns h * head_dim onwards).
 
         Reads only that layer's tensor from each shard (safetensors memory-maps the rest).
         Values come back as float32 unless ``as_float32=False`` (then in the stored dtype).

@@ -220,6 +220,8 @@ RUN_OPTIONAL: dict[str, Check] = {
                             {"temperature": is_number, "top_p": is_number, "top_k": is_int(0),
                              "site": one_of("resid"), "seed": INT, "generator": STR,
                              "greedy_in_samples": BOOL, "capture": STR, "error_types": STR})),
+    "heads": nullable(obj({"n_heads": is_int(1), "head_dim": is_int(1)},
+                          {"module": STR, "what": STR})),
 }
 
 
@@ -229,6 +231,8 @@ def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
         raise UserError(where, "n_correct is larger than n_examples", DAMAGED_FIX)
     if meta["sites"]["resid"] != meta["layers"]:
         raise UserError(where, "'layers' and sites.resid differ", DAMAGED_FIX)
+    if "head" in meta["sites"] and not meta.get("heads"):
+        raise UserError(where, "site 'head' without 'heads' (n_heads, head_dim)", DAMAGED_FIX)
     samples = meta.get("samples")
     if samples and not set(samples["layers"]) <= set(meta["layers"]):
         raise UserError(where, "samples.layers names layers the run does not have", DAMAGED_FIX)
@@ -241,7 +245,10 @@ PROBE = obj(optional={
     "solver": STR, "objective": STR, "C": is_number, "standardize": BOOL, "preset": OPT_STR,
     "test_fraction": nullable(is_number), "seeds": list_of(INT), "site": STR, "tol": is_number,
     "max_iter": is_int(1), "interval": STR, "min_train_per_class": is_int(0),
-    "min_test_per_class": is_int(0), "transfer": STR})
+    "min_test_per_class": is_int(0), "transfer": STR, "family": STR})
+_HEADS = obj({"n_heads": is_int(1), "head_dim": is_int(1),
+              "positions": list_of(is_str, unique=True, nonempty=True)},
+             {"module": nullable(STR), "columns": STR})
 
 GRID_FIELDS: dict[str, Check] = {
     "layers": list_of(is_int(), unique=True, nonempty=True),
@@ -254,11 +261,17 @@ GRID_OPTIONAL: dict[str, Check] = {
     "label": STR, "target": STR, "label_meaning": STR, "score": STR, "title": STR, "probe": PROBE,
     "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
     "not_converged": list_of(obj({"layer": INT, "position": STR}, {"seed": nullable(INT)})),
+    "heads": _HEADS, "calibration": obj(),
 }
 
 
 def check_grid_meta(meta: dict, where: str) -> None:
     require(meta, GRID_FIELDS, where, GRID_OPTIONAL)
+    heads = meta.get("heads")
+    if heads and meta["positions"] != [f"{p}/h{h}" for p in heads["positions"]
+                                       for h in range(heads["n_heads"])]:
+        raise UserError(where, "a head grid's positions must be POSITION/hH for each of "
+                        "heads.positions and each head, position-major", DAMAGED_FIX)
 
 
 _GEN_RUN = obj({"name": STR}, {"id": STR, "path": STR, "content_hash": STR, "layer": INT,
@@ -289,6 +302,7 @@ STEER_FIELDS: dict[str, Check] = {
 STEER_OPTIONAL: dict[str, Check] = {
     "id": STR, "model": MODEL, "dataset": DATASET, "versions": STRINGS, "alpha_unit": STR,
     "at_meaning": STR, "created": STR,
+    "timing": lambda v: None if isinstance(v, dict) else f"{_short(v)} is not an object",
 }
 
 

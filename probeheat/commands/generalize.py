@@ -29,6 +29,8 @@ def run(args) -> int:
     path = generalize(args.runs, args.out, layers=args.layers, positions=args.positions,
                       settings=settings_of(args), overwrite=args.overwrite,
                       progress=progress_of(args))
+    if path is None:  # a torchrun rank other than 0
+        return 0
     bundle = open_bundle(path)
     if not args.quiet:
         print(f"wrote {path}: {len(bundle.train_names)} x {len(bundle.test_names)} matrix; "

@@ -23,6 +23,9 @@ def add_probe_options(p) -> None:
                         "the study's lbfgs stopped at max_iter=100, often before converging)")
     p.add_argument("--site", default="resid",
                    help="which captured site to probe: resid, mlp or attn (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the solver runs: auto is cuda when torch sees a GPU, else cpu "
+                        "(default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_verify_option(p)
@@ -89,7 +92,8 @@ def settings_of(args, with_split: bool = True):
              "controls": not getattr(args, "no_controls", False),
              "target": getattr(args, "target", "correct")} if with_split else {}
     return probe_settings(C=args.C, standardize=not args.no_standardize,
-                          preset="paper" if args.paper else None, site=args.site, **split)
+                          preset="paper" if args.paper else None, site=args.site,
+                          device=getattr(args, "device", "auto"), **split)
 
 
 def progress_of(args) -> str:
@@ -97,6 +101,15 @@ def progress_of(args) -> str:
 
 
 def run(args) -> int:
+    from ..distributed import Dist
+
+    try:
+        return probe(args)
+    finally:
+        Dist.from_env().close()  # under torchrun: leave the process group cleanly
+
+
+def probe(args) -> int:
     from ..errors import UserError
 
     if (args.train is None) != (args.test is None):
@@ -119,13 +132,16 @@ def run(args) -> int:
         settings = settings_of(args)
         if settings.target == "error-type":
             paths, skipped = make_type_grids(args.run, args.out, settings=settings, **common)
+            if not paths and not skipped:
+                return 0  # a torchrun rank other than 0
             for path in paths:
                 report(path, args.quiet)
             for name, why in skipped.items():
                 print(f"error type {name}: no grid ({why})", file=sys.stderr)
             return 0
         path = make_grid(args.run, args.out, settings=settings, **common)
-    report(path, args.quiet)
+    if path is not None:  # None: a torchrun rank other than 0
+        report(path, args.quiet)
     return 0
 
 

@@ -29,7 +29,13 @@ Label 1 is the positive class (an incorrect answer); scores are higher for label
 * Intervals: a stratified percentile bootstrap (positives and negatives resampled apart,
   ``numpy.random.default_rng(seed)``, 1000 resamples), :func:`stratified_bootstrap`; for
   ``roc_auc`` it reproduces ``metrics.bootstrap_ci`` exactly. Each resample recomputes the
-  threshold on its own negatives.
+  threshold on its own negatives. Grids use :func:`recall_at_fprs_many`, the same
+  statistic and percentile interval for many cells at once (vectorised: every resample of
+  every cell in a few array operations, no Python loop); its resamples are drawn in one
+  block per class (``rng.integers(0, n1, (n_boot, n1))`` for the positives, then
+  ``rng.integers(0, n0, (n_boot, n0))`` for the negatives) and shared by all the cells
+  given together (the cells of one position have the same test rows), so its intervals
+  have the same distribution as :func:`recall_at_fpr_ci`'s, not the same draws.
 
 numpy only.
 """
@@ -264,3 +270,48 @@ def calibrate_cell(train: tuple, test: tuple, *, probabilities: bool, bins: int 
     ci = {f: recall_at_fpr_ci(test_scores, test_labels, f, level, seed=seed) for f in fprs}
     return CellCalibration(probs, value, curve, recall, ci,
                            None if probabilities else mapping)
+
+
+def recall_at_fprs_many(scores, labels, fprs: tuple[float, ...] = FPRS, level: float = 0.95,
+                        n_boot: int = N_BOOT, seed=0) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """Recall at each FPR with its stratified bootstrap interval, for C cells scored on the
+    same rows: ``scores`` [C, m], ``labels`` [m]. Returns (recall, lo, hi), each [C, F].
+
+    The estimate is :func:`recall_at_fpr` of each cell; the interval is the percentile
+    interval of the same statistic over ``n_boot`` stratified resamples (threshold re-chosen
+    on each resample's negatives), drawn once for all cells (see module). ``seed`` is
+    anything ``numpy.random.default_rng`` takes. NaN without both classes.
+    """
+    S = np.asarray(scores, dtype=np.float64)
+    S = S.reshape(1, -1) if S.ndim == 1 else S
+    y = _binary(labels, S.shape[1])
+    for fpr in fprs:
+        _check_fpr(fpr)
+    if not np.isfinite(S).all():
+        raise ValueError("scores contain NaN or inf")
+    C, F = S.shape[0], len(fprs)
+    pos, neg = S[:, y == 1], S[:, y == 0]
+    if pos.shape[1] == 0 or neg.shape[1] == 0:
+        nan = np.full((C, F), np.nan)
+        return nan, nan.copy(), nan.copy()
+    rng = np.random.default_rng(seed)
+    ip = rng.integers(0, pos.shape[1], (n_boot, pos.shape[1]))
+    ineg = rng.integers(0, neg.shape[1], (n_boot, neg.shape[1]))
+    estimate = _recalls(pos[:, None, :], neg[:, None, :], fprs)[:, 0]  # [C, F]
+    boot = _recalls(pos[:, ip], neg[:, ineg], fprs)  # [C, n_boot, F]
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=1)
+    return estimate, lo, hi
+
+
+def _recalls(pos: np.ndarray, neg: np.ndarray, fprs) -> np.ndarray:
+    """[C, R, F] recalls of positives pos [C, R, n1] above the threshold_at_fpr of each
+    row's negatives neg [C, R, n0]."""
+    ordered = -np.sort(-neg, axis=-1)  # descending
+    n0 = neg.shape[-1]
+    out = np.empty(pos.shape[:2] + (len(fprs),))
+    for f, fpr in enumerate(fprs):
+        k = min(int(math.floor(fpr * n0 + 1e-9)), n0 - 1)
+        out[..., f] = (pos > ordered[..., k:k + 1]).mean(-1)
+    return out

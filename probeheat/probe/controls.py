@@ -11,18 +11,20 @@ examples:
   token embedding, no context); ``gain_baseline``, its AUC minus the best baseline's;
 - **permutation null**: at each position's best layer, the probe refitted on K permutations
   of the first seed's training labels and scored on the true test labels; its median and
-  95th percentile are what chance reaches there.
+  95th percentile are what chance reaches there. The refits use the grid's probe family
+  (and, in head grids, each column's head: one null per position and head).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..progress import Progress
 from .baselines import Scored, run_baselines, score_split
-from .cells import cell_problem, fit_cell_many
+from .cells import cell_problem, fit_cell, fit_cell_many
+from .heads import cell_features
 from .metrics import adjust_p, delong_paired, roc_auc
 
 
@@ -127,8 +129,8 @@ def permutation_null(run, res, settings, columns: list[int], out: Controls, bar)
         X, mask = run.read_layer(res.layers[row], settings.site)
         for j in (j for j, r in best_rows.items() if r == row):
             layer_of[j] = res.layers[row]
-            null[j] = _null_of_cell(X[:, columns[j]], mask[:, columns[j]], res.labels,
-                                    (tr, te), settings)
+            null[j] = _null_of_cell(*cell_features(res, X, mask, j), res.labels, (tr, te),
+                                    settings)
             bar.advance(1)
         del X, mask
     out.tensors.update({"perm_auc": null, "perm_layer": layer_of})
@@ -147,5 +149,10 @@ def _null_of_cell(X, mask, y, split, settings) -> np.ndarray:
         return np.full(settings.permutations, np.nan)
     rng = np.random.default_rng([settings.seeds[0], 7919])
     perms = [rng.permutation(y[tr]) for _ in range(settings.permutations)]
-    fits = fit_cell_many(X[tr], perms, X[te], settings)
-    return np.array([roc_auc(y[te], scores) for _, scores in fits])
+    if settings.family == "logistic":
+        fits = fit_cell_many(X[tr], perms, X[te], settings)
+        return np.array([roc_auc(y[te], scores) for _, scores in fits])
+    # every other family refits the same way as its grid's cells (cells.fit_cell)
+    quick = replace(settings, calibration=False)  # test scores only
+    return np.array([roc_auc(y[te], fit_cell(X[tr], perm, X[te], quick, settings.seeds[0])[1])
+                     for perm in perms])

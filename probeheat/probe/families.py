@@ -24,8 +24,15 @@ FAMILIES (the registry; ``check_family`` turns an unknown name into a UserError)
 * ``mass-mean-iid``: the same difference whitened by the class-pooled covariance, an LDA
   direction: ``w = (S + lam I)^-1 (mu1 - mu0)`` with
   ``S = sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T / (n - 2)`` (within-class scatter,
-  unbiased) and the ridge ``lam = RIDGE * trace(S) / d`` (RIDGE = 1e-3; lam = RIDGE when
-  trace(S) = 0), which keeps S + lam I invertible when d > n. Intercept: half way between
+  unbiased) and the ridge ``lam = max(rho / (1 - rho), RIDGE) * trace(S) / d``: rho is the
+  Ledoit-Wolf (2004) shrinkage intensity of the within-class-centred rows towards
+  ``trace(S) / d * I`` (:func:`ledoit_wolf`, sklearn.covariance.ledoit_wolf_shrinkage's
+  formula; what sklearn's LDA uses with ``shrinkage="auto"``), so the direction is that of
+  the shrunk covariance ``(1 - rho) S + rho trace(S) / d I``; RIDGE = 1e-3 is a floor that
+  keeps S + lam I invertible when d > n (lam = RIDGE when trace(S) = 0). The shrinkage is
+  data-driven because a fixed 1e-3 overfits when d is near or above n (on the demo's best
+  cell, n 414, d 576: test AUC 0.84 at 1e-3 against 0.97 for logistic; Ledoit-Wolf chose
+  rho 0.06 there). Intercept: half way between
   the projected class means, as for mass-mean. For d <= n the d x d system is solved by
   Cholesky; for d > n by the Woodbury identity,
   ``(lam I + A^T A)^-1 v = (v - A^T (lam I_n + A A^T)^-1 A v) / lam`` with
@@ -159,16 +166,35 @@ def lda_direction(Xs: torch.Tensor, y: np.ndarray) -> tuple[torch.Tensor, float]
     A = Xs - torch.where(pos[:, None], mu1, mu0)
     A /= math.sqrt(max(n - 2, 1))
     trace = float((A * A).sum())
-    lam = RIDGE * trace / d if trace > 0 else RIDGE
     delta = mu1 - mu0
     if d <= n:
         S = A.T @ A
+        rho = ledoit_wolf(A, S)
+        lam = max(rho / (1.0 - rho), RIDGE) * trace / d if trace > 0 else RIDGE
         S.diagonal().add_(lam)
         return torch.cholesky_solve(delta[:, None], torch.linalg.cholesky(S))[:, 0], lam
-    G = _gram(A)  # n x n, lower-triangle blocks
+    G = _gram(A)  # n x n
+    rho = ledoit_wolf(A, G)
+    lam = max(rho / (1.0 - rho), RIDGE) * trace / d if trace > 0 else RIDGE
     G.diagonal().add_(lam)
     inner = torch.cholesky_solve((A @ delta)[:, None], torch.linalg.cholesky(G))[:, 0]
     return (delta - A.T @ inner) / lam, lam
+
+
+def ledoit_wolf(A: torch.Tensor, product: torch.Tensor) -> float:
+    """Ledoit-Wolf shrinkage intensity in [0, 1 - 1e-9] of centred rows A [n, d], as
+    ``sklearn.covariance.ledoit_wolf_shrinkage(A, assume_centered=True)`` computes it, from
+    ``product`` = A^T A [d, d] or A A^T [n, n] (when d > n: never a d x d matrix): with S = A^T A / n, mu = trace(S) / d,
+    ``delta = (||S||_F^2 - d mu^2) / d``, ``beta = min(delta, (sum_k ||a_k||^4 / n -
+    ||S||_F^2) / (n d))`` and rho = beta / delta (0 when beta is 0). A's scale cancels."""
+    n, d = A.shape
+    row_sq = (A * A).sum(1)
+    s_sq = float((product * product).sum()) / n**2  # ||A^T A||_F = ||A A^T||_F
+    mu = float(row_sq.sum()) / (n * d)
+    delta = (s_sq - d * mu**2) / d
+    beta = min(delta, (float((row_sq * row_sq).sum()) / n - s_sq) / (n * d))
+    rho = 0.0 if beta <= 0 or delta <= 0 else beta / delta
+    return min(rho, 1.0 - 1e-9)
 
 
 def _fit_mass_mean_iid(X, y, settings: ProbeSettings, seed: int) -> FamilyFit:

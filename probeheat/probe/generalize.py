@@ -78,6 +78,8 @@ def generalize(runs, out, *, layers=None, positions=None, settings: ProbeSetting
     results = [probe_run(run, layers=layers, positions=names, settings=settings,
                          progress=progress, label=f"probe {k + 1}/{len(opened)}")
                for k, run in enumerate(opened)]
+    if any(res is None for res in results):
+        return None  # a torchrun rank other than 0: rank 0 writes the matrix
     cells = [res.best_cell() for res in results]
     for run, cell in zip(opened, cells, strict=True):
         if cell is None:

@@ -18,10 +18,13 @@ from .. import __version__
 from ..bundle import open_run, write_grid
 from ..bundle.base import check_destination, check_not_inside
 from ..bundle.grid import best_index
+from ..distributed import Dist
 from ..errors import UserError
 from ..progress import Progress
 from ..selection import select_layers, select_positions
 from .cells import fit_layer
+from .cellstats import CAL_KEYS, CAL_METRICS, calibration_meta, probabilities_by
+from .heads import fit_head_layer, head_columns, heads_meta
 from .settings import ProbeSettings, probe_settings
 from .splits import group_split, question_groups
 from .targets import expand_target, target_labels, target_meta, type_of
@@ -83,14 +86,24 @@ class GridResult:
     not_converged: list[dict] = field(default_factory=list)
     columns: list[int] = field(default_factory=list)  # each position's column in the run
     n_groups: int | None = None  # groups the split kept together (None: one row each)
+    cal: dict[str, np.ndarray] = field(default_factory=dict)  # CAL_KEYS -> [S, L, P]
+    reliability: np.ndarray | None = None  # [S, L, P, 3, bins]
+    heads: dict | None = None  # head grids: grid.json's "heads" (probe/heads.py)
 
     @classmethod
-    def empty(cls, layers, positions, labels, splits, k: int) -> GridResult:
+    def empty(cls, layers, positions, labels, splits, k: int,
+              calibration: bool = False) -> GridResult:
         S, L, P = len(splits), len(layers), len(positions)
-        return cls(layers, positions, labels, splits,
-                   *(np.full((S, L, P), np.nan) for _ in range(4)),
-                   {name: np.zeros((S, L, P), np.int64) for name in COUNTS},
-                   np.full((S, L, P, k), np.nan, dtype=np.float32))
+        out = cls(layers, positions, labels, splits,
+                  *(np.full((S, L, P), np.nan) for _ in range(4)),
+                  {name: np.zeros((S, L, P), np.int64) for name in COUNTS},
+                  np.full((S, L, P, k), np.nan, dtype=np.float32))
+        if calibration:
+            from .calibration import BINS
+
+            out.cal = {key: np.full((S, L, P), np.nan) for key in CAL_KEYS}
+            out.reliability = np.full((S, L, P, 3, BINS), np.nan)
+        return out
 
     def mean_auc(self) -> np.ndarray:
         return nanmean(self.auc)
@@ -105,6 +118,11 @@ class GridResult:
         for name in self.counts:
             self.counts[name][s, i] = getattr(fit, name)
         self.scores[s, i, :, :fit.scores.shape[1]] = fit.scores.astype(np.float32)
+        for key, values in fit.cal.items():
+            if key in self.cal:
+                self.cal[key][s, i] = values
+        if self.reliability is not None and fit.reliability is not None:
+            self.reliability[s, i] = fit.reliability
         layer = self.layers[i]
         for p, reason in fit.reasons.items():
             self.reasons.setdefault((layer, self.positions[p]), reason)
@@ -129,30 +147,55 @@ def nanstd(a: np.ndarray) -> np.ndarray:
 
 
 def probe_run(run, *, layers=None, positions=None, settings: ProbeSettings | None = None,
-              progress: bool | str = True, label: str = "probe") -> GridResult:
-    """Fit every (layer, position) probe of an open run bundle, for each seed's split."""
+              progress: bool | str = True, label: str = "probe") -> GridResult | None:
+    """Fit every (layer, position) probe of an open run bundle, for each seed's split.
+
+    Under torchrun (WORLD_SIZE > 1) rank r fits layers r, r + world, ... and rank 0 gathers
+    them: the result is the same as one process's; other ranks get None."""
     settings = settings or ProbeSettings()
     layer_list = choose_layers(run, layers, settings.site)
     names, columns = choose_positions(run, positions)
     y = target_labels(run, settings.target)
     groups = question_groups(run.records())
     splits = [group_split(y, groups, settings.test_fraction, seed) for seed in settings.seeds]
-    out = GridResult.empty(layer_list, names, y, splits, max(te.size for _, te in splits))
-    out.columns = columns
+    heads = heads_meta(run, names) if settings.site == "head" else None
+    out = GridResult.empty(layer_list, head_columns(names, heads["n_heads"]) if heads
+                           else names, y, splits, max(te.size for _, te in splits),
+                           settings.calibration)
+    out.columns, out.heads = columns, heads
     out.n_groups = int(len(set(groups))) if len(set(groups)) < y.size else None
     dropped = clamped_mask(run, names) if settings.exclude_clamped else None
-    with Progress(label, len(layer_list), unit="layers", mode=progress_mode(progress)) as bar:
-        for i, layer in enumerate(layer_list):
-            X, mask = run.read_layer(layer, settings.site)
+    dist = Dist.from_env()
+    mine = dist.mine(range(len(layer_list)))  # under torchrun, each rank fits its layers
+    fits: dict[int, list] = {}
+    shown = progress_mode(progress) if dist.rank == 0 else "quiet"
+    with Progress(label, len(mine), unit="layers", mode=shown) as bar:
+        for i in mine:
+            X, mask = run.read_layer(layer_list[i], settings.site)
             X, mask = X[:, columns], mask[:, columns]
             if dropped is not None:
                 mask = mask & ~dropped
-            for s, (tr, te) in enumerate(splits):
-                out.store(s, i, fit_layer(X, mask, y, tr, te, settings), settings.seeds[s])
+            fits[i] = [_fit(X, mask, y, split, settings, heads, seed)
+                       for split, seed in zip(splits, settings.seeds, strict=True)]
             del X, mask
             bar.advance(1)
-            bar.checkpoint(f"layer {layer} done")
+            bar.checkpoint(f"layer {layer_list[i]} done")
+    gathered = dist.gather(fits)
+    if gathered is None:
+        return None  # another rank: rank 0 writes the grid
+    for part in gathered:
+        for i, by_split in part.items():
+            for s, fit in enumerate(by_split):
+                out.store(s, i, fit, settings.seeds[s])
     return out
+
+
+def _fit(X, mask, y, split, settings: ProbeSettings, heads: dict | None, seed: int):
+    """One layer's cells on one split: a probe per position, or per position and head."""
+    if heads is None:
+        return fit_layer(X, mask, y, *split, settings, seed)
+    return fit_head_layer(X, mask, y, split, settings, (heads["n_heads"], heads["head_dim"]),
+                          seed)
 
 
 def require_a_cell(res: GridResult, where) -> None:
@@ -196,10 +239,31 @@ def grid_tensors(res: GridResult, train_rows: list[np.ndarray],
             tensors[f"{name}_lo"], tensors[f"{name}_hi"] = nanmean(lo), nanmean(hi)
     for name, values in res.counts.items():
         tensors[name] = values[0]  # identical across seeds up to rounding of class sizes
+    tensors.update(calibration_tensors(res))
     tensors["scores"] = res.scores
     tensors["test_rows"] = pad_rows(test_rows)
     tensors["train_rows"] = pad_rows(train_rows)
     tensors["labels"] = res.labels.astype(np.int8)
+    return tensors
+
+
+def calibration_tensors(res: GridResult) -> dict:
+    """The calibration metrics (mean, spread and per seed; recall with its interval) and the
+    first seed's reliability curves, when the grid computed them."""
+    if not res.cal:
+        return {}
+    tensors = {}
+    for name in CAL_METRICS:
+        by_seed = res.cal[name]
+        tensors[name], tensors[f"{name}_std"] = nanmean(by_seed), nanstd(by_seed)
+        tensors[f"{name}_by_seed"] = by_seed
+        if f"{name}_lo" in res.cal:
+            tensors[f"{name}_lo"] = nanmean(res.cal[f"{name}_lo"])
+            tensors[f"{name}_hi"] = nanmean(res.cal[f"{name}_hi"])
+    first = res.reliability[0]
+    tensors["reliability_mean_prob"] = first[:, :, 0]
+    tensors["reliability_observed"] = first[:, :, 1]
+    tensors["reliability_count"] = np.nan_to_num(first[:, :, 2]).astype(np.int64)
     return tensors
 
 
@@ -226,12 +290,21 @@ def versions() -> dict:
 
 
 def common_meta(res: GridResult, settings: ProbeSettings, run) -> dict:
-    return {
-        "layers": res.layers, "positions": res.positions, "metrics": list(METRICS),
+    meta = {
+        "layers": res.layers, "positions": res.positions,
+        "metrics": list(METRICS) + (list(CAL_METRICS) if res.cal else []),
         **target_meta(settings.target), "probe": settings.as_meta(),
         **{key: run.meta[key] for key in ("model", "dataset") if run.meta.get(key) is not None},
         "versions": versions(),
     }
+    if res.heads:
+        meta["heads"] = res.heads
+    if res.cal:
+        from .families import FAMILIES
+
+        meta["calibration"] = calibration_meta(probabilities_by(
+            FAMILIES[settings.family].probabilities))
+    return meta
 
 
 def make_grid(run_path, out_path, *, layers=None, positions=None,
@@ -251,6 +324,8 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
     run = open_run(run_path)
     res = probe_run(run, layers=layers, positions=positions, settings=settings,
                     progress=progress)
+    if res is None:
+        return None  # a torchrun rank other than 0
     require_a_cell(res, run.path)
     ids = [str(r["id"]) for r in run.records()]
     tensors = grid_tensors(res, [tr for tr, _ in res.splits], [te for _, te in res.splits])
@@ -286,14 +361,17 @@ def make_type_grids(run_path, out_path, *, settings: ProbeSettings, overwrite: b
     for target in expand_target(settings.target):
         name = type_of(target)
         try:
-            written.append(make_grid(run_path, out_path / name, overwrite=overwrite,
-                                     settings=replace(settings, target=target),
-                                     progress=progress, **where))
+            path = make_grid(run_path, out_path / name, overwrite=overwrite,
+                             settings=replace(settings, target=target), progress=progress,
+                             **where)
+            if path is None:  # a torchrun rank other than 0: rank 0 reports
+                continue
+            written.append(path)
         except UserError as exc:
             if "needs sampled answers" in exc.problem:
                 raise
             skipped[name] = exc.problem
-    if not written:
+    if not written and skipped:
         raise UserError(str(run_path), "no error type could be probed ("
                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")",
                         "sample more questions (run --samples K on more questions)")
@@ -309,7 +387,7 @@ def add_controls(run, res: GridResult, settings: ProbeSettings, written, progres
     controls = evaluate(run, res, settings, res.columns, progress_mode(progress))
     tensors.update(controls.tensors)
     tensors.update(controls.metrics)
-    meta["metrics"] = list(METRICS) + list(controls.metrics)
+    meta["metrics"] = list(METRICS) + list(controls.metrics) + meta["metrics"][len(METRICS):]
     meta["baselines"] = controls.meta["baselines"]
     meta["controls"] = {**controls.meta.get("controls", {}),
                         "paired_test": "paired DeLong against the best baseline on the first "

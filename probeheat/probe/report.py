@@ -165,3 +165,83 @@ def table_lines(rows: list[Row]) -> list[str]:
         spread = f" ±{r.spread:.3f}" if r.spread else ""
         lines.append(f"{r.name:{width}}  {r.auc:.3f}{spread}  {interval}  {n}  {p}")
     return lines
+
+
+# --- several probe families on one run (`probe --probe a,b`) --------------------------------
+
+@dataclass
+class FamilyRow:
+    family: str
+    cell: str  # the family's best cell
+    auc: float
+    lo: float | None
+    hi: float | None
+    n: int | None
+    p_best: float | None  # paired DeLong: this best cell against the reference's best cell
+    p_same: float | None  # ... against the reference's probe at this same cell
+    better: int  # cells significantly above the reference (paired DeLong, BH q < 0.05)
+    worse: int
+    compared: int  # cells both grids fitted
+    ece: float | None = None  # at the best cell
+    recall5: float | None = None
+
+
+def family_rows(grids: dict[str, object], reference: str = "logistic") -> list[FamilyRow]:
+    """One row per family's grid (all on the same run and splits): its best cell, and
+    cell by cell against the reference family's grid (``reference``, else the first)."""
+    from .compare import ALPHA, compare
+
+    ref_name = reference if reference in grids else next(iter(grids))
+    ref = grids[ref_name]
+    ref_best = ref.grid_values.best_cell("auc")
+    labels = ref.tensor("labels").astype(np.int64)
+    out = []
+    for name, grid in grids.items():
+        values = grid.grid_values
+        best = values.best_cell("auc")
+        if best is None:
+            continue
+        rows, top = cell_scores(grid, best.row, best.col)
+        p_best = p_same = None
+        if name != ref_name and ref_best is not None:
+            p_best = paired_p(labels, rows, top, cell_scores(ref, ref_best.row, ref_best.col)[1])
+            p_same = paired_p(labels, rows, top, cell_scores(ref, best.row, best.col)[1])
+        tests = compare(grid, ref) if name != ref_name else None
+        fitted = np.isfinite(tests.delta) if tests is not None else np.zeros(0, bool)
+        sig = fitted & (tests.q < ALPHA) if tests is not None else fitted
+        lo, hi = (b[best.row, best.col] for b in values.intervals["auc"])
+        at = {m: float(values.metric(m)[best.row, best.col]) for m in ("ece", "recall_at_fpr5")
+              if m in values.metrics}
+        out.append(FamilyRow(name, f"L{best.layer} {best.position}", best.value, float(lo),
+                             float(hi), int(grid.counts()["n_test"][best.row, best.col]),
+                             p_best, p_same,
+                             int((sig & (tests.delta > 0)).sum()) if tests else 0,
+                             int((sig & (tests.delta < 0)).sum()) if tests else 0,
+                             int(fitted.sum()), at.get("ece"), at.get("recall_at_fpr5")))
+    return out
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def family_lines(rows: list[FamilyRow], reference: str = "logistic") -> list[str]:
+    """The family comparison as plain text (what `probe --probe a,b` prints)."""
+    if not rows:
+        return []
+    ref = reference if any(r.family == reference for r in rows) else rows[0].family
+    width = max(len(r.family) for r in rows)
+    cell = max(len(r.cell) for r in rows)
+    lines = [f"{'family':{width}}  {'best cell':{cell}}  AUC    95% CI          n    "
+             f"p vs {ref} best  same cell  cells +/- (of n)  ECE    R@5%FPR"]
+    for r in rows:
+        counts = "—" if r.family == ref else f"{r.better}/{r.worse} (of {r.compared})"
+        lines.append(f"{r.family:{width}}  {r.cell:{cell}}  {r.auc:.3f}  [{_fmt(r.lo)}, "
+                     f"{_fmt(r.hi)}]  {r.n if r.n is not None else '':>4}  "
+                     f"{_p(r.p_best):>13}  {_p(r.p_same):>9}  {counts:>16}  "
+                     f"{_fmt(r.ece)}  {_fmt(r.recall5)}")
+    lines.append(f"p: paired DeLong on the same test examples; cells +/-: cells significantly "
+                 f"above / below {ref} (paired DeLong, BH q < 0.05)")
+    return lines

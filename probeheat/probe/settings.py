@@ -38,12 +38,13 @@ class ProbeSettings:
     exclude_clamped: bool = False  # drop examples whose position a rule clamped
     controls: bool = True  # baselines, permutation null and paired tests (probe reports)
     target: str = "correct"  # what the probes predict (probe/targets.py)
+    device: str = "cpu"  # where the solver runs (resolved: cpu or cuda)
+    family: str = "logistic"  # the probe family (probe/families.py)
+    calibration: bool = True  # ECE, reliability curve and recall at 1%/5% FPR per cell
 
     def as_meta(self) -> dict:
         return {
-            "solver": "probeheat exact L2 logistic regression (Newton; Gram space when d > n)",
-            "objective": "C * sum(logloss) + 0.5 * ||w||^2, intercept unpenalised "
-                         "(sklearn LogisticRegression at convergence)",
+            **_family_meta(self.family),
             "C": self.C, "standardize": self.standardize, "preset": self.preset,
             "test_fraction": self.test_fraction, "seeds": list(self.seeds), "site": self.site,
             "tol": self.tol, "max_iter": self.max_iter,
@@ -51,10 +52,30 @@ class ProbeSettings:
             "min_train_per_class": MIN_TRAIN_PER_CLASS, "min_test_per_class": MIN_TEST_PER_CLASS,
             "permutations": self.permutations, "correction": self.correction,
             "exclude_clamped": self.exclude_clamped, "target": self.target,
+            "device": self.device,
         }
 
     def with_seeds(self, seeds) -> ProbeSettings:
         return replace(self, seeds=check_seeds(seeds))
+
+
+def _family_meta(family: str) -> dict:
+    """``family``, ``solver`` and ``objective`` of grid.json's probe object."""
+    if family == "logistic":
+        return {"family": family,
+                "solver": "probeheat exact L2 logistic regression (Newton; Gram space when "
+                          "d > n; many small cells batched: probe/batched.py)",
+                "objective": "C * sum(logloss) + 0.5 * ||w||^2, intercept unpenalised "
+                             "(sklearn LogisticRegression at convergence)"}
+    from .families import FAMILIES
+
+    what = {"logistic-cv": "the logistic objective at a C chosen per cell by stratified 5-fold "
+                           "cross-validation on the training split (C in 1e-3..1e2; "
+                           "probe/families.py)",
+            "mass-mean": "w = difference of the class means of the training features",
+            "mass-mean-iid": "w = (S + lam I)^-1 (mu1 - mu0), S the class-pooled covariance, "
+                             "lam by Ledoit-Wolf shrinkage (probe/families.py)"}
+    return {"family": family, "solver": FAMILIES[family].summary, "objective": what[family]}
 
 
 def check_seeds(seeds) -> tuple[int, ...]:
@@ -73,7 +94,7 @@ def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | No
                    seeds=(0,), test_fraction: float = 0.2, site: str = "resid",
                    **controls) -> ProbeSettings:
     """Validated settings; a preset fixes C and standardisation. ``controls``: permutations,
-    correction, exclude_clamped, controls, target (see ProbeSettings)."""
+    correction, exclude_clamped, controls, target, family, calibration (see ProbeSettings)."""
     if preset is not None:
         if preset not in PRESETS:
             raise UserError("--paper", f"unknown preset {preset!r}",
@@ -91,13 +112,21 @@ def probe_settings(*, C: float = 1.0, standardize: bool = True, preset: str | No
 
 def check_controls(controls: dict) -> None:
     unknown = set(controls) - {"permutations", "correction", "exclude_clamped", "controls",
-                               "target"}
+                               "target", "device", "family", "calibration"}
     if unknown:
         raise TypeError(f"unknown probe settings: {sorted(unknown)}")
     if "target" in controls:
         from .targets import check_target
 
         controls["target"] = check_target(controls["target"])
+    if "family" in controls:
+        from .families import check_family
+
+        controls["family"] = check_family(str(controls["family"]).strip()).name
+    if "device" in controls:
+        from .solver import resolve_device
+
+        controls["device"] = resolve_device(controls["device"])
     k = controls.get("permutations", 20)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PERMUTATIONS:
         raise UserError("--permutations", f"must be a whole number from 1 to {MAX_PERMUTATIONS} "

@@ -1,4 +1,4 @@
-"""The probe: an exact L2 logistic-regression solver (torch, float32/float64 on the CPU).
+"""The probe: an exact L2 logistic-regression solver (torch, float32/float64, CPU or GPU).
 
 The solver minimises sklearn's objective for ``LogisticRegression(C=C, solver="lbfgs")``::
 
@@ -87,7 +87,7 @@ def standardizer(X) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     (float32 for hidden states), in torch so that the solver never waits on a second
     BLAS thread pool.
     """
-    Xt = torch.as_tensor(np.ascontiguousarray(X))
+    Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
     if not Xt.is_floating_point():
         Xt = Xt.to(torch.float64)
     # torch's cascade summation keeps float32 means within ~1e-7 relative; a float64
@@ -99,7 +99,7 @@ def standardizer(X) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     tiny = 10 * torch.finfo(Xt.dtype).eps * mean.abs().clamp(min=1.0)
     scale[scale < tiny] = 1.0
     Xc /= scale.to(Xt.dtype)
-    return Xc, mean.numpy(), scale.numpy()
+    return Xc, mean.cpu().numpy(), scale.cpu().numpy()
 
 
 def _log_loss_sum(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ def _gram(Xs: torch.Tensor) -> torch.Tensor:
     if blocks == 1:
         return Xs @ Xs.T
     edges = [round(i * n / blocks) for i in range(blocks + 1)]
-    K = torch.empty(n, n, dtype=Xs.dtype)
+    K = torch.empty(n, n, dtype=Xs.dtype, device=Xs.device)
     for i in range(blocks):
         rows = slice(edges[i], edges[i + 1])
         for j in range(i + 1):
@@ -139,9 +139,9 @@ def _dual_newton(K: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_ite
     Kd = K.to(torch.float64)
     fast = K.dtype == torch.float32
     n = K.shape[0]
-    alpha = torch.zeros(n, dtype=torch.float64)
+    alpha = torch.zeros(n, dtype=torch.float64, device=K.device)
     b = _initial_intercept(y)
-    f = torch.full((n,), b, dtype=torch.float64)
+    f = torch.full((n,), b, dtype=torch.float64, device=K.device)
     J = C * float(_log_loss_sum(f, y))
     factor, reuse = None, False
     for it in range(1, max_iter + 1):
@@ -253,10 +253,10 @@ def _primal_newton(X: torch.Tensor, y: torch.Tensor, C: float, tol: float,
                    max_iter: int) -> _Fit:
     """Newton on (w, b) with the (d+1) x (d+1) Hessian; X is float64 [n, d]."""
     n, d = X.shape
-    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], dim=1)
-    theta = torch.zeros(d + 1, dtype=torch.float64)
+    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], dim=1)
+    theta = torch.zeros(d + 1, dtype=torch.float64, device=X.device)
     theta[d] = _initial_intercept(y)
-    reg = torch.ones(d + 1, dtype=torch.float64)
+    reg = torch.ones(d + 1, dtype=torch.float64, device=X.device)
     reg[d] = 0.0  # the intercept is not penalised
 
     def objective(th, f):
@@ -290,9 +290,10 @@ def _primal_newton(X: torch.Tensor, y: torch.Tensor, C: float, tol: float,
     return _Fit(theta[:d], float(theta[d]), max_iter, False, J)
 
 
-def prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype):
-    """(solver-ready tensor, mean, scale): mean/scale are None when not standardising."""
-    Xt = torch.as_tensor(np.ascontiguousarray(X)).to(dtype)
+def prepare(X: np.ndarray, standardize: bool, dtype: torch.dtype, device: str = "cpu"):
+    """(solver-ready tensor on ``device``, mean, scale): mean/scale are numpy, None when not
+    standardising."""
+    Xt = torch.as_tensor(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
     if not standardize:
         return Xt, None, None
     return standardizer(Xt)
@@ -305,19 +306,41 @@ def solve(Xs: torch.Tensor, y: torch.Tensor, C: float, tol: float, max_iter: int
 def solve_many(Xs: torch.Tensor, ys: list[torch.Tensor], C: float, tol: float,
                max_iter: int) -> list[_Fit]:
     """One probe per label vector on the same rows (e.g. permuted labels): when d > n the
-    Gram matrix, the costliest step, is computed once for all of them."""
+    Gram matrix, the costliest step, is computed once for all of them. Runs on Xs's device;
+    the weights come back on the CPU."""
     n, d = Xs.shape
+    ys = [y.to(device=Xs.device, dtype=torch.float64) for y in ys]
     if d <= n:
         X64 = Xs.to(torch.float64)
-        return [_primal_newton(X64, y, C, tol, max_iter) for y in ys]
+        return [_on_cpu(_primal_newton(X64, y, C, tol, max_iter)) for y in ys]
     K = _gram(Xs)
     fits = []
     for y in ys:
         alpha, b, it, ok, J = _dual_newton(K, y, C, tol, max_iter)
         w = Xs.T.to(torch.float64) @ alpha if Xs.dtype == torch.float64 else \
             (Xs.T @ alpha.to(Xs.dtype)).to(torch.float64)
-        fits.append(_Fit(w, b, it, ok, J))
+        fits.append(_Fit(w.cpu(), b, it, ok, J))
     return fits
+
+
+def _on_cpu(fit: _Fit) -> _Fit:
+    return _Fit(fit.w.cpu(), fit.b, fit.n_iter, fit.converged, fit.objective)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> str:
+    """``auto``: cuda when a GPU is visible, else cpu; ``cuda`` without a GPU is refused."""
+    from ..errors import UserError
+
+    if name not in DEVICES:
+        raise UserError("--device", f"unknown device {name!r}", f"use one of {', '.join(DEVICES)}")
+    has_gpu = torch.cuda.is_available()
+    if name == "cuda" and not has_gpu:
+        raise UserError("--device", "cuda was asked for but torch sees no GPU",
+                        "use --device cpu (or auto), or install a CUDA build of torch")
+    return "cuda" if name == "auto" and has_gpu else ("cpu" if name == "auto" else name)
 
 
 def _check_fit_input(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:

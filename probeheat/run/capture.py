@@ -6,10 +6,16 @@ of decoder layer k-1, i.e. the raw residual stream. For k < L this equals
 ``output_hidden_states[k]``; for k = L it does NOT: transformers' last hidden state is
 taken after the final norm, ours before it. Sites "mlp" and "attn" are the outputs of
 decoder layer k-1's MLP / self-attention module (before the residual add), k = 1..L.
+Site "head" (k = 1..L) is the INPUT of decoder layer k-1's attention output projection
+(``self_attn.o_proj`` in llama-style models, ``attn.c_proj`` in GPT-2, ``attention.dense``
+in GPT-NeoX, ``out_proj`` in OPT-style ones), taken by a forward pre-hook: the per-head
+attention outputs concatenated head by head, width n_heads * head_dim, head h in columns
+h * head_dim .. (h + 1) * head_dim - 1 (see :func:`head_info`).
 
 Memory. Mode "generate" captures during generation: the prefill keeps only the last
 ``lookback`` prompt positions of each row and every decode step keeps the one new token's
-state per layer, copied to CPU at once. After the last stop, one extra decode step feeds
+state per layer, on the model's device until the batch is gathered (one copy to the host
+per batch, so a GPU never waits for the host at each token). After the last stop, one extra decode step feeds
 the final tokens so their states (e.g. EOS at position -1) exist. Mode "reforward" skips
 capture while generating and, when positions are known, runs one batched forward over
 prompt + generated ids whose hooks keep only the requested positions.
@@ -41,6 +47,8 @@ _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decod
                 "transformer.layers", "model.language_model.layers", "language_model.model.layers")
 _ATTN_NAMES = ("self_attn", "attn", "self_attention", "attention")
 _MLP_NAMES = ("mlp", "feed_forward", "ffn")
+# the attention output projection, whose input is the concatenated per-head outputs
+_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense")
 
 
 def decoder_layers(model: Any) -> torch.nn.ModuleList:
@@ -63,7 +71,7 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
 
 
 def site_layers(site: str, n_layers: int) -> list[int]:
-    """Layer numbers a site has: resid 0..L, mlp/attn 1..L."""
+    """Layer numbers a site has: resid 0..L, mlp/attn/head 1..L."""
     return list(range(n_layers + 1)) if site == "resid" else list(range(1, n_layers + 1))
 
 
@@ -74,6 +82,58 @@ def _submodule(layer: torch.nn.Module, site: str) -> torch.nn.Module:
             return module
     raise UserError(f"--sites {site}", f"{type(layer).__name__} has no {site} module we know",
                     "capture the resid site only")
+
+
+def _projection(layer: torch.nn.Module) -> tuple[str, torch.nn.Module] | None:
+    """(path inside the layer, module) of a decoder layer's attention output projection."""
+    for attn_name in _ATTN_NAMES:
+        attn = getattr(layer, attn_name, None)
+        if not isinstance(attn, torch.nn.Module):
+            continue
+        for name in _PROJ_NAMES:
+            module = getattr(attn, name, None)
+            if isinstance(module, torch.nn.Module) and hasattr(module, "weight"):
+                return f"{attn_name}.{name}", module
+    return None
+
+
+def head_projections(model: Any, layers: torch.nn.ModuleList | None = None
+                     ) -> tuple[str, list[torch.nn.Module]]:
+    """The attention output projection of every decoder layer (site "head"); a one-line
+    UserError naming the model class and what was looked for when a layer has none."""
+    layers = decoder_layers(model) if layers is None else layers
+    found = [_projection(layer) for layer in layers]
+    if any(f is None for f in found) or len({f[0] for f in found}) != 1:
+        looked = "/".join(_ATTN_NAMES) + " . " + "/".join(_PROJ_NAMES)
+        raise UserError("--sites head", f"{type(model).__name__}: cannot find the attention "
+                        f"output projection in its decoder layers (looked for {looked})",
+                        "capture resid, mlp or attn only")
+    return found[0][0], [f[1] for f in found]
+
+
+def _in_width(module: torch.nn.Module) -> int:
+    """Input width of a projection: nn.Linear's in_features, GPT-2 Conv1D's weight rows."""
+    if isinstance(module, torch.nn.Linear):
+        return int(module.in_features)
+    return int(module.weight.shape[0])  # transformers' Conv1D stores weight as [in, out]
+
+
+def head_info(model: Any) -> dict:
+    """What site "head" stores for this model: n_heads, head_dim and the module hooked."""
+    path, modules = head_projections(model)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+        else model.config
+    n_heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    width = _in_width(modules[0])
+    head_dim = getattr(config, "head_dim", None) or (width // n_heads if n_heads else 0)
+    if not n_heads or n_heads * int(head_dim) != width:
+        raise UserError("--sites head", f"{type(model).__name__}: {path} takes {width} "
+                        f"inputs, not num_attention_heads ({n_heads}) x head_dim "
+                        f"({head_dim})", "capture resid, mlp or attn only")
+    return {"n_heads": n_heads, "head_dim": int(head_dim), "module": path,
+            "what": f"input of each decoder layer's {path} (forward pre-hook): the "
+                    "attention heads' outputs concatenated, head h in columns "
+                    "h*head_dim..(h+1)*head_dim-1"}
 
 
 def _as_tensor(output: Any) -> torch.Tensor:
@@ -152,7 +212,8 @@ class GeneratedBatch:
         prompt_buf, steps = self.prompt_buffer[site], self.step_buffer[site]
         slot = [{b: k for k, b in enumerate(rows)} for rows in self.step_rows]
         n_l, _, window, d = prompt_buf.shape
-        out = torch.zeros(len(idx), n_l, idx.shape[1], d, dtype=prompt_buf.dtype)
+        out = torch.zeros(len(idx), n_l, idx.shape[1], d, dtype=prompt_buf.dtype,
+                          device=prompt_buf.device)
         for b, p in mask.nonzero().tolist():
             i, plen = int(idx[b, p]), len(self.prompt_ids[b])
             if i >= plen:
@@ -167,6 +228,7 @@ class GeneratedBatch:
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.cpu()  # one copy per batch and site
     if t.dtype == torch.bfloat16:
         import ml_dtypes
 
@@ -201,9 +263,13 @@ class CaptureEngine:
         # transformers >= 5.24 names the KV cache `cache` (argument and output) and warns
         # about `past_key_values`, which older releases use.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        for site in self.sites:
-            if site != "resid":
-                _submodule(self.layers[0], site)  # fail now, not mid-run
+        hidden = int(self.model.config.get_text_config().hidden_size)
+        self.widths = {site: hidden for site in self.sites}
+        for site in self.sites:  # fail now, not mid-run
+            if site == "head":
+                self.widths[site] = _in_width(head_projections(self.model, self.layers)[1][0])
+            elif site != "resid":
+                _submodule(self.layers[0], site)
 
     def layers_of(self, site: str) -> list[int]:
         return site_layers(site, self.n_layers)
@@ -449,6 +515,13 @@ def _hooks(engine: CaptureEngine, take: Take | None, sites: Sequence[str] | None
 
 def _register(layers: torch.nn.ModuleList, site: str, take: Take) -> list:
     handles = []
+    if site == "head":
+        # CaptureEngine checked that every layer has one (head_projections)
+        for k, (_, module) in enumerate(map(_projection, layers)):
+            def head_pre(_module, args, kwargs, slot=k + 1):
+                take("head", slot, args[0] if args else next(iter(kwargs.values())))
+            handles.append(module.register_forward_pre_hook(head_pre, with_kwargs=True))
+        return handles
     if site == "resid":
         def pre(_module, args, kwargs):
             take("resid", 0, args[0] if args else kwargs["hidden_states"])
@@ -483,7 +556,9 @@ class _StreamRecorder:
         parts = [slots[k] for k in sorted(slots)]
         stacked = torch.stack([t.to(parts[0].device) for t in parts])
         self.current[site] = {}
-        return stacked.to("cpu", self.engine.capture_dtype)
+        # Kept on the model's device until the batch is gathered: a copy to the host at
+        # every decode step would make each token wait for the GPU.
+        return stacked.to(self.engine.capture_dtype)
 
     def flush_prompt(self) -> None:
         for site in self.engine.sites:
@@ -501,9 +576,9 @@ class _GatherRecorder:
     def __init__(self, engine: CaptureEngine, idx: torch.Tensor, mask: torch.Tensor,
                  sites: Sequence[str]):
         self.idx, self.mask = idx, mask
-        d = engine.model.config.get_text_config().hidden_size
-        self.out = {s: torch.zeros(len(idx), len(engine.layers_of(s)), idx.shape[1], d,
-                                   dtype=engine.capture_dtype) for s in sites}
+        self.out = {s: torch.zeros(len(idx), len(engine.layers_of(s)), idx.shape[1],
+                                   engine.widths[s], dtype=engine.capture_dtype)
+                    for s in sites}
         self.first = {s: engine.layers_of(s)[0] for s in sites}
 
     def take(self, site: str, slot: int, hidden: torch.Tensor) -> None:

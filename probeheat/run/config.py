@@ -17,7 +17,7 @@ from .positions import parse_positions
 
 STORE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-SITES = ("resid", "mlp", "attn")
+SITES = ("resid", "mlp", "attn", "head")
 CAPTURE_MODES = ("generate", "reforward")
 DEVICES = ("auto", "cpu", "cuda")
 EXACT_POLICIES = ("study", "symmetric")

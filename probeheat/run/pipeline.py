@@ -46,6 +46,7 @@ class RunContext:
     sampling: Any = None  # .sampling.Sampling with --samples K, else None
     sample_names: list[str] = field(default_factory=list)  # positions captured for samples
     sample_layers: list[int] = field(default_factory=list)  # resid layers captured for them
+    heads: dict | None = None  # site "head": n_heads, head_dim, the module hooked
 
 
 def run(cfg: RunConfig, argv: list[str] | None = None) -> Path | None:
@@ -87,6 +88,10 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
     prompts = Prompts(loaded.tokenizer, template, cfg.few_shot,
                       [e.question for e in dataset.examples])
     ctx = RunContext(cfg, names, dataset, loaded, prompts, cfg.grader or dataset.grader)
+    if "head" in cfg.sites:  # an architecture without a known projection: refused here
+        from .capture import head_info
+
+        ctx.heads = head_info(loaded.model)
     if cfg.answers_from is not None:
         ctx.replay = source_answers(ctx)
     if cfg.samples:
@@ -350,7 +355,9 @@ def run_metadata(ctx: RunContext, argv) -> dict:
         "sites": sites,
         "layer_meaning": ("resid.0 = token embedding output; resid.k = output of decoder layer "
                           "k-1 (residual stream before the final norm); mlp.k / attn.k = outputs "
-                          "of decoder layer k-1's MLP / self-attention block"),
+                          "of decoder layer k-1's MLP / self-attention block; head.k = input of "
+                          "decoder layer k-1's attention output projection (heads x head_dim)"),
+        "heads": ctx.heads,
         "hidden_size": int(loaded.info["hidden_size"]),
         "dtype": stored,
         "compute_dtype": cfg.dtype,
