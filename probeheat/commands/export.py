@@ -104,11 +104,13 @@ def run(args: argparse.Namespace) -> int:
     elif kinds == {"grid"}:
         diff = open_grid(args.diff) if args.diff else None
         out = _export_grids(bundles, diff, args)
+    elif kinds == {"steer"}:
+        out = _export_steer(bundles, args)
     else:
         odd = next(b for b in bundles if b.kind != "grid")
         raise UserError(str(odd.path), f"is a {odd.kind} bundle",
-                        "export takes grid bundles (from `probeheat probe`) or one "
-                        "generalization bundle")
+                        "export takes grid bundles (from `probeheat probe`), one "
+                        "generalization bundle or one steer bundle")
     print(out)
     return 0
 
@@ -178,6 +180,21 @@ def _export_grids(grids: list, diff, args) -> Path:
         raise UserError("--diff", "compares exactly one grid with another",
                         "pass one GRID with --diff OTHER_GRID")
     return export_panels(grids, args.output, _options(args, "Token", "Layer", "double"))
+
+
+def _export_steer(bundles: list, args) -> Path:
+    """A steer bundle's accuracy against alpha (probeheat/figures/steer.py)."""
+    from ..figures.steer import export_steer
+
+    if len(bundles) > 1:
+        raise UserError(str(bundles[1].path), "only one steer bundle per figure",
+                        "export them one at a time")
+    used = [f"--{n.replace('_', '-')}" for n in GRID_ONLY
+            if getattr(args, n) not in (None, False, [])]
+    if used:
+        raise UserError(used[0], "applies to grid bundles, not to a steer sweep",
+                        "leave it out")
+    return export_steer(bundles[0], args.output, _options(args, None, None, "single"))
 
 
 def _export_generalization(bundles: list, args) -> Path:

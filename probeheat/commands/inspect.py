@@ -23,6 +23,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1, sort_keys=True))
         return 0
+    if summary.get("verdict"):  # a steer bundle: its one-line verdict comes first
+        print(summary["verdict"])
     from rich.console import Console
     from rich.table import Table
 
