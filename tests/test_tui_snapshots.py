@@ -69,3 +69,16 @@ def test_run_page_wrong_answers(snap_compare, artifacts):
 def test_help(snap_compare, artifacts):
     app = ViewerApp([artifacts / "grids" / "tiny-trivia"])
     assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_head_grid(snap_compare, tmp_path, monkeypatch):
+    """A head grid: the heads of the second position (p), values shown, at 80x24."""
+    from tui_fixtures import make_head_artifacts
+
+    ids = itertools.count()
+    monkeypatch.setattr("probeheat.bundle.run.new_id",
+                        lambda kind: f"{kind}-20250115-120000-{next(ids):08d}")
+    make_head_artifacts(tmp_path / "artifacts")
+    monkeypatch.chdir(tmp_path)
+    app = ViewerApp([Path("artifacts") / "grids" / "heads"])
+    assert snap_compare(app, terminal_size=(80, 24), press=["p", "n", "j", "l"])

@@ -15,7 +15,7 @@ from unittest import mock
 
 import numpy as np
 
-from probeheat.bundle import RunWriter, open_run, write_grid
+from probeheat.bundle import RunWriter, open_bundle, open_run, write_grid
 
 POSITIONS = ["last_q", "first_answer", "second_answer", "exact_answer_before_first",
              "exact_answer_first", "exact_answer_last", "exact_answer_after_last",
@@ -130,6 +130,93 @@ def make_artifacts(root: Path) -> dict[str, Path]:
         "run_only": make_run(root / "runs" / "tiny-nogrid", n=12, layers=4),
     }
     return paths
+
+
+# -- runs with sampled answers, and what is made from them -----------------------------------
+
+def make_sampled_artifacts(root: Path) -> dict[str, Path]:
+    """A folder like artifacts/ for a run with 8 sampled answers per question (synthetic,
+    planted error types): its grid, its error-type grids (``probe --target error-type``),
+    a selection (``probeheat select``) and a steer bundle at the selection's cell."""
+    from probeheat.probe.grid import make_grid as probe_grid
+    from probeheat.probe.grid import make_type_grids
+    from probeheat.probe.select import make_selection
+    from probeheat.probe.settings import probe_settings
+    from probeheat.synthetic import write_synthetic_run
+
+    with pinned_dates():
+        run = write_synthetic_run(root / "runs" / "sampled", n=120, n_layers=4, hidden=8,
+                                  samples=8)
+        grid = probe_grid(run, root / "grids" / "sampled", progress=False)
+        types, _ = make_type_grids(run, root / "grids" / "sampled-types", progress=False,
+                                   settings=probe_settings(target="error-type"))
+        selection = make_selection(run, grid, root / "selections" / "sampled")
+        cell = open_bundle(selection).meta["cell"]
+        steer = make_steer(root / "steer" / "sampled", run, grid, cell["layer"],
+                           cell["position"])
+    return {"run": run, "grid": grid, "types": root / "grids" / "sampled-types",
+            "type_grids": types, "selection": selection, "steer": steer}
+
+
+def make_steer(out: Path, run: Path, grid: Path, layer: int, position: str,
+               alphas=(-4.0, 0.0, 4.0), n_random: int = 2) -> Path:
+    """A small valid steer bundle of a grid at a cell, written with write_steer: made-up
+    answers (the probe's direction helps at +alpha, random ones do nothing), the table and
+    verdict computed as `probeheat steer` computes them (probeheat.steer.metrics)."""
+    from probeheat.bundle import open_grid, write_steer
+    from probeheat.probe.grid import run_ref
+    from probeheat.steer.metrics import sweep_table, verdict
+
+    g = open_grid(grid)
+    rows = g.tensor("test_rows")[0]
+    rows = rows[rows >= 0].astype(np.int64)
+    names = ["probe"] + [f"random-{k + 1}" for k in range(n_random)]
+    A, D, Q = len(alphas), len(names), len(rows)
+    rng = np.random.default_rng(3)
+    base = rng.random(Q) < 0.4
+    correct = np.broadcast_to(base, (A, D, Q)).copy()
+    for a, alpha in enumerate(alphas):
+        if alpha > 0:  # the probe's direction fixes a third of the wrong answers
+            correct[a, 0] |= rng.random(Q) < 0.33
+    changed = correct != base[None, None, :]
+    scores = rng.normal(0.0, 1.0, (A, D, Q)).astype(np.float32)
+    kl_by_text = np.abs(np.asarray(alphas))[:, None, None] * np.full((A, D, 3), 0.01)
+    table = sweep_table(list(alphas), names, correct, changed, scores, kl_by_text.mean(-1))
+    meta = {"run": run_ref(open_bundle(run), out), "grid": run_ref(g, out),
+            "cell": {"layer": layer, "position": position, "site": "resid"},
+            "alphas": list(alphas), "at": "generated",
+            "directions": [{"name": n, "kind": "probe" if k == 0 else "random",
+                            "seed": None if k == 0 else 0} for k, n in enumerate(names)],
+            "questions": {"set": "test", "n": Q, "split_seed": 0},
+            "kl": {"texts": 3}, "verdict": verdict(table, layer, position),
+            "model": {"model_id": "synthetic", "hidden_size": 8}}
+    tensors = {**table.as_tensors(), "kl_by_text": kl_by_text,
+               "correct": correct.astype(np.int8), "answer_changed": changed.astype(np.int8),
+               "probe_scores": scores, "rows": rows, "sigma": np.ones(D),
+               "directions": np.eye(D, 8, dtype=np.float32), "probe_weight": np.ones(8)}
+    answers = [{"answer": f"answer {a}-{d}-{q}", "correct": bool(correct[a, d, q]),
+                "direction": names[d]} for a in range(A) for d in range(D) for q in range(Q)]
+    return write_steer(out, meta, tensors, answers)
+
+
+# -- head grids -------------------------------------------------------------------------------
+
+HEAD_POSITIONS = "exact_answer_last,-1"
+
+
+def make_head_artifacts(root: Path) -> dict[str, Path]:
+    """A synthetic run with site "head" (4 heads of 4 dims at layers 1-4; head 1 carries
+    the planted signal, head 3 none) and its head grid over two positions, made by the
+    real probe code (``probe --site head``) with its calibration metrics."""
+    from probeheat.probe.grid import make_grid as probe_grid
+    from probeheat.synthetic import write_synthetic_run
+
+    with pinned_dates():
+        run = write_synthetic_run(root / "runs" / "heads", n=160, n_layers=4, hidden=8,
+                                  heads=(4, 4))
+        grid = probe_grid(run, root / "grids" / "heads", site="head",
+                          positions=HEAD_POSITIONS, progress=False)
+    return {"run": run, "grid": grid}
 
 
 # -- Pilot helpers ---------------------------------------------------------------------------

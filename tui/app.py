@@ -10,12 +10,12 @@ from pathlib import Path
 
 from textual.app import App
 
-from probeheat.bundle import open_bundle
+from probeheat.bundle import open_bundle, open_grid
 from probeheat.errors import UserError
 
 from . import keys
 from .heatmap_screen import HeatmapScreen
-from .model import GridModel
+from .model import GridModel, type_grid_folder
 from .screens import MIN_HEIGHT, MIN_WIDTH, MessageScreen, TooSmallScreen
 
 DEFAULT_ROOT = Path("artifacts")
@@ -52,6 +52,9 @@ class ViewerApp(App):
             return [self.partial_page(self.paths[0])]
         if len(self.paths) == 1 and self.paths[0].is_dir() \
                 and not (self.paths[0] / "manifest.json").exists():
+            types = type_grid_folder(self.paths[0])  # probe --target error-type: OUT/<type>/
+            if types:
+                return [self.type_grids(types)]
             return [self.browser(self.paths[0])]
         bundles, problems = [], []
         for path in self.paths:
@@ -63,12 +66,12 @@ class ViewerApp(App):
             except UserError as exc:
                 problems.append(exc.line())
         grids = [b for b in bundles if b.kind == "grid"]
-        runs = [b for b in bundles if b.kind == "run"]
+        pages = [b for b in bundles if b.kind in ("run", "selection", "steer")]
         screens: list = []
         if problems:
             screens.append(MessageScreen("Cannot open", problems))
-        if runs and not grids:
-            screens.append(self.run_page(runs[0]))
+        if pages and not grids:
+            screens.append(self.page_or_message(pages[0]))
         elif grids:
             try:
                 screens.append(self.heatmap(grids))
@@ -87,6 +90,13 @@ class ViewerApp(App):
         from .browser import BrowserScreen  # DataTable costs start-up time a grid never needs
 
         return BrowserScreen(root)
+
+    def type_grids(self, paths: list[Path]):
+        """The grids of an error-type folder as tabs, or why they cannot be shown."""
+        try:
+            return self.heatmap([open_grid(p) for p in paths])
+        except UserError as exc:
+            return MessageScreen("Cannot open", [exc.line()])
 
     def heatmap(self, grids, candidates=None) -> HeatmapScreen:
         names = _short_names([g.path for g in grids])
@@ -110,6 +120,34 @@ class ViewerApp(App):
 
         return RunScreen(RunInfo.from_bundle(run), root=self.root)
 
+    def page(self, bundle):
+        """The page of a run, selection or steer bundle (read now: damage is a UserError)."""
+        if bundle.kind == "run":
+            return self.run_page(bundle)
+        from .results import SelectionScreen, SteerScreen
+
+        return (SelectionScreen if bundle.kind == "selection" else SteerScreen)(bundle)
+
+    def page_or_message(self, bundle):
+        try:
+            return self.page(bundle)
+        except UserError as exc:
+            return MessageScreen("Cannot open", [exc.line()])
+
+    def open_page(self, bundle) -> None:
+        try:
+            screen = self.page(bundle)
+        except UserError as exc:
+            self.notify(exc.line(), severity="error", timeout=8)
+            return
+        self.push_screen(screen)
+
+    def open_steer_path(self, path: Path) -> None:
+        try:
+            self.open_page(open_bundle(path))
+        except UserError as exc:
+            self.notify(exc.line(), severity="error", timeout=8)
+
     def partial_page(self, path: Path):
         """The run page of a run still being written, or why nothing can be shown yet."""
         from .run_screen import RunScreen
@@ -121,12 +159,7 @@ class ViewerApp(App):
             return MessageScreen("Nothing to show yet", [exc.line()])
 
     def open_run(self, run) -> None:
-        try:
-            screen = self.run_page(run)
-        except UserError as exc:
-            self.notify(exc.line(), severity="error", timeout=8)
-            return
-        self.push_screen(screen)
+        self.open_page(run)
 
     def open_partial(self, path: Path) -> None:
         from .runinfo import read_partial

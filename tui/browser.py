@@ -112,6 +112,13 @@ class BrowserScreen(Screen):
                             "examples, grids)")
         elif entry.kind == "grid":
             self.set_status(f"{entry.name}: Enter opens the heatmap; space marks it for tabs")
+        elif entry.kind == "selection":
+            table = entry.bundle.meta["table"]
+            self.set_status(f"{entry.name}: answers chosen by probe, {table['probe']['accuracy']:.3f}"
+                            f" vs greedy {table['greedy']['accuracy']:.3f}; Enter shows the "
+                            "table")
+        elif entry.kind == "steer":
+            self.set_status(f"{entry.name}: {entry.bundle.verdict}")
         else:
             self.set_status(f"{entry.name}: {entry.kind} bundle")
 
@@ -136,8 +143,10 @@ class BrowserScreen(Screen):
             self.notify(entry.error, severity="error", timeout=8)
         elif entry.kind == "grid":
             self.app.open_grids([entry.bundle], candidates=self.grid_candidates)
-        elif entry.kind == "run":
-            self.app.open_run(entry.bundle)
+        elif entry.kind == "types":
+            self.app.open_grids(entry.bundle, candidates=self.grid_candidates)
+        elif entry.kind in ("run", "selection", "steer"):
+            self.app.open_page(entry.bundle)
         elif entry.kind == "partial":
             self.app.open_partial(entry.path)
         else:
@@ -167,4 +176,10 @@ class BrowserScreen(Screen):
         show_help(self, self.BINDINGS)
 
     def grid_candidates(self) -> list[tuple[str, Path]]:
-        return [(e.name, e.path) for e in self.entries if e.kind == "grid"]
+        out = []
+        for e in self.entries:
+            if e.kind == "grid":
+                out.append((e.name, e.path))
+            elif e.kind == "types":  # each type's grid is on offer for a diff
+                out += [(f"{e.name}/{g.path.name}", g.path) for g in e.bundle]
+        return out

@@ -16,7 +16,9 @@ BLUES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6",
 # B, red where A is above.
 RDBU = ("#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7",
         "#d1e5f0", "#92c5de", "#4393c3", "#2166ac", "#053061")
-RAMPS = {"Blues": BLUES, "RdBu": RDBU, "RdBu_r": tuple(reversed(RDBU))}
+# Blues_r: metrics for which lower is better (ECE), so that the best cells are the darkest.
+RAMPS = {"Blues": BLUES, "Blues_r": tuple(reversed(BLUES)), "RdBu": RDBU,
+         "RdBu_r": tuple(reversed(RDBU))}
 LUT_SIZE = 256  # matplotlib's default colormap resolution
 # Without colour, darkness is shown by glyph density (light to dark, like the ramp).
 SHADES = " ░▒▓█"
@@ -73,9 +75,12 @@ def ink_for(rgb: RGB) -> RGB:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
-def shade_of(value: float, vmin: float, vmax: float) -> str:
-    """A glyph whose density tracks the value, for terminals without colour."""
+def shade_of(value: float, vmin: float, vmax: float, ramp: str = "Blues") -> str:
+    """A glyph whose density tracks the value (its darkness on ``ramp``), for terminals
+    without colour."""
     t = normalize(value, vmin, vmax)
+    if ramp == "Blues_r":
+        t = 1.0 - t
     if math.isnan(t):
         return "×"
     return SHADES[min(len(SHADES) - 1, int(t * len(SHADES)))]

@@ -337,7 +337,7 @@ class HeatmapView(ScrollView, can_focus=True):
         else:
             text = frame.text_of(value) if frame.show_values else ""
             if no_color and not text:
-                text = shade_of(value, frame.vmin, frame.vmax) * w
+                text = shade_of(value, frame.vmin, frame.vmax, frame.ramp) * w
             style = self._value_style(value, no_color)
         if frame.faded is not None and frame.faded[row, col] and not frame.show_values:
             text = NS_GLYPH
@@ -410,7 +410,7 @@ class ColorBar(Widget):
             value = self.vmax - (i + 0.5) * span / steps
             rgb = color_of(value, self.vmin, self.vmax, self.ramp)
             if no_color:
-                text.append(shade_of(value, self.vmin, self.vmax) * 3)
+                text.append(shade_of(value, self.vmin, self.vmax, self.ramp) * 3)
             else:
                 text.append("   ", style=Style(bgcolor=_rich_color(rgb)))
             label = ticks.get(i)
@@ -451,7 +451,7 @@ class BaselineStrip(Widget):
             swatch = Style(bgcolor=_rich_color(rgb)) if rgb and not self.app.no_color else None
             text.append("  ", style=swatch)
             text.append(f" {auc:.2f} {name[:19]}\n")
-        position = model.positions[self.col]
+        position = model.column_name(self.col)
         text.append(f"\nat {position[:20]}:\n", style="bold")
         if 0 in model.layers:
             v = float(model.values("auc")[model.layers.index(0), self.col])

@@ -14,18 +14,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
 
 from probeheat.bundle import open_grid
-from probeheat.bundle.grid import best_index
 from probeheat.errors import UserError
 
 from . import keys
 from .commands import ScreenCommands
 from .heatmap import BaselineStrip, Box, ColorBar, HeatFrame, HeatmapView, box_of
-from .model import GridModel, cell_detail, diff_values
-from .screens import PickScreen, PromptScreen, TextScreen, detail_text
+from .model import GridModel, diff_values
+from .screens import PickScreen, PromptScreen, TextScreen
 
 RANGE_STEP = 0.05
 DIFF_SPAN = 0.1
 GAIN_SPAN = 0.25  # gain_layer0 / gain_baseline are drawn on -0.25..+0.25
+# colour ranges of metrics that do not live in 0.5..1 (the user's range is for AUC-like ones)
+METRIC_RANGES = {"ece": (0.0, 0.25), "recall_at_fpr1": (0.0, 1.0),
+                 "recall_at_fpr5": (0.0, 1.0)}
 STRIP_MIN_WIDTH = 110  # narrower terminals need the strip's 28 columns for the grid
 
 
@@ -42,6 +44,21 @@ class GridState:
     cursor: tuple[int, int] = (0, 0)
     diff: GridModel | None = None
     diff_span: float = DIFF_SPAN
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # by metric
+    start: tuple[float, float] = (0.5, 1.0)  # the range the viewer was started with
+
+    def __post_init__(self) -> None:
+        self.start = (self.vmin, self.vmax)
+        if self.start == (0.5, 1.0) and self.metric in METRIC_RANGES:
+            self.vmin, self.vmax = METRIC_RANGES[self.metric]
+
+    def switch_metric(self, metric: str) -> None:
+        """Change metric; each metric keeps its own colour range (ECE and recall start on
+        theirs, METRIC_RANGES, the others on the range the viewer was started with)."""
+        self.ranges[self.metric] = (self.vmin, self.vmax)
+        self.metric = metric
+        self.vmin, self.vmax = self.ranges.get(metric) or METRIC_RANGES.get(metric) \
+            or self.start
 
 
 class HeatmapScreen(Screen):
@@ -71,7 +88,8 @@ class HeatmapScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="title", markup=False)
         if len(self.states) > 1:
-            yield Tabs(*[Tab(s.model.name, id=f"grid-{i}") for i, s in enumerate(self.states)])
+            yield Tabs(*[Tab(s.model.tab_name, id=f"grid-{i}")
+                         for i, s in enumerate(self.states)])
         with Horizontal(id="grid-area"):
             yield HeatmapView()
             yield ColorBar()
@@ -99,14 +117,15 @@ class HeatmapScreen(Screen):
             values = diff_values(model, state.diff, state.metric)
             tests = model.comparison(state.diff) if state.metric == "auc" else None
             return HeatFrame(values, ramp="RdBu_r", vmin=-state.diff_span, vmax=state.diff_span,
-                             diff=True, faded=None if tests is None else tests.not_significant(),
-                             **common)
+                             diff=True, faded=None if tests is None
+                             else model.take(tests.not_significant()), **common)
         values = model.values(state.metric)
         if state.metric.startswith("gain_"):  # a difference: centred on 0, like a diff
             return HeatFrame(values, ramp="RdBu_r", vmin=-GAIN_SPAN, vmax=GAIN_SPAN, diff=True,
-                             best=best_index(values), **common)
-        return HeatFrame(values, vmin=state.vmin, vmax=state.vmax, best=best_index(values),
-                         **common)
+                             best=model.best(state.metric), **common)
+        ramp = "Blues_r" if model.lower_is_better(state.metric) else "Blues"
+        return HeatFrame(values, ramp=ramp, vmin=state.vmin, vmax=state.vmax,
+                         best=model.best(state.metric), **common)
 
     def show_state(self) -> None:
         state = self.state
@@ -122,14 +141,21 @@ class HeatmapScreen(Screen):
 
     def update_title(self) -> None:
         state = self.state
-        text = f" {state.model.title} · {state.metric} · range {self._range_text()}"
+        model = state.model
+        predicts = f" · {model.predicts}" if model.error_type else ""
+        heads = ""
+        if model.heads is not None:
+            where = model.heads["positions"]
+            heads = (f" · {model.head_position} (p: {where.index(model.head_position) + 1}/"
+                     f"{len(where)})")
+        text = f" {model.title}{predicts}{heads} · {state.metric} · range {self._range_text()}"
         if state.diff is not None:
             text += f" · diff vs {state.diff.name}"
-        best = best_index(state.model.values(state.metric))
+        best = model.best(state.metric)
         if best is not None and state.diff is None:
-            value = state.model.values(state.metric)[best]
-            text += f" · best {value:.3f} L{state.model.layers[best[0]]} " \
-                    f"{state.model.positions[best[1]]}"
+            value = model.values(state.metric)[best]
+            shown = f"h{best[1]}" if model.heads else model.column_name(best[1])
+            text += f" · best {value:.3f} L{model.layers[best[0]]} {shown}"
         if state.regions:
             text += f" · {len(state.regions)} region(s)"
         self.query_one("#title", Static).update(text, layout=False)
@@ -146,17 +172,18 @@ class HeatmapScreen(Screen):
         state, view = self.state, self.view
         row, col = cell or (view.cursor_row, view.cursor_col)
         model = state.model
-        layer, position = model.layers[row], model.positions[col]
+        layer, position = model.layers[row], model.column_name(col)
         value = float(view.frame.values[row, col])
         parts = [f" L{layer}", position]
         if state.diff is not None:
             a = float(model.values(state.metric)[row, col])
             parts.append(f"A-B {_fmt(value, signed=True)} (A {_fmt(a)})")
             tests = model.comparison(state.diff) if state.metric == "auc" else None
-            if tests is not None and not math.isnan(tests.q[row, col]):
+            q = float(model.take(tests.q)[row, col]) if tests is not None else math.nan
+            if not math.isnan(q):
                 kind = "paired" if tests.paired else "unpaired"
-                parts.append(f"q {tests.q[row, col]:.3f} ({kind} DeLong, {tests.correction})"
-                             + (" n.s." if tests.q[row, col] >= 0.05 else ""))
+                parts.append(f"q {q:.3f} ({kind} DeLong, {tests.correction})"
+                             + (" n.s." if q >= 0.05 else ""))
         else:
             parts.append(f"{state.metric} {_fmt(value)}")
             interval = model.interval(state.metric, row, col)
@@ -199,29 +226,62 @@ class HeatmapScreen(Screen):
     # -- actions --------------------------------------------------------------------------
 
     def open_detail(self, row: int, col: int) -> None:
-        detail = cell_detail(self.state.model, row, col)
-        self.app.push_screen(TextScreen(detail_text(detail, self.state.metric),
-                                        screen_id="detail"))
+        from .detail_screen import DetailScreen
+
+        self.app.push_screen(DetailScreen(self.state.model, row, col, self.state.metric,
+                                          root=getattr(self.app, "root", None)))
 
     def action_jump(self) -> None:
-        from .model import match_jump
+        from .model import match_head_jump, match_jump
 
         model = self.state.model
 
         def done(text: str | None) -> None:
             if not text:
                 return
-            target = match_jump(text, model.layers, model.positions)
+            if model.heads is not None:
+                target = match_head_jump(text, model.layers, model.heads)
+            else:
+                target = match_jump(text, model.layers, model.positions)
             if target is None:
-                self.notify(f"no layer or position matches {text!r}", severity="warning")
+                what = "layer, head or position" if model.heads else "layer or position"
+                self.notify(f"no {what} matches {text!r}", severity="warning")
             elif target[0] == "row":
                 self.view.move_to(target[1], self.view.cursor_col)
+            elif target[0] == "position":
+                self.show_head_position(target[1])
             else:
                 self.view.move_to(self.view.cursor_row, target[1])
 
-        self.app.push_screen(PromptScreen("Jump to a layer (number) or a position (name or prefix)",
-                                          placeholder="14 or exact_answer_last",
-                                          suggestions=model.positions), done)
+        if model.heads is not None:
+            prompt = ("Jump to a head (number), a layer (L and a number) or a position (name)",
+                      "3, L2 or exact_answer_last", model.heads["positions"])
+        else:
+            prompt = ("Jump to a layer (number) or a position (name or prefix)",
+                      "14 or exact_answer_last", model.positions)
+        self.app.push_screen(PromptScreen(prompt[0], placeholder=prompt[1],
+                                          suggestions=prompt[2]), done)
+
+    def action_next_head_position(self, step: int) -> None:
+        model = self.state.model
+        if model.heads is None:
+            return
+        where = model.heads["positions"]
+        self.show_head_position(where[(where.index(model.head_position) + step) % len(where)])
+
+    def show_head_position(self, position: str) -> None:
+        """Show the heads of another position of a head grid (regions are cleared: they
+        belong to the position they were marked on)."""
+        state = self.state
+        state.model.set_head_position(position)
+        state.regions.clear()
+        self.view.anchor = None
+        self.show_state()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "next_head_position":  # head grids only: hidden from the footer
+            return self.state.model.heads is not None
+        return True
 
     def action_toggle_baselines(self) -> None:
         strip = self.query_one(BaselineStrip)
@@ -238,7 +298,7 @@ class HeatmapScreen(Screen):
     def action_next_metric(self) -> None:
         state = self.state
         metrics = state.model.metrics
-        state.metric = metrics[(metrics.index(state.metric) + 1) % len(metrics)]
+        state.switch_metric(metrics[(metrics.index(state.metric) + 1) % len(metrics)])
         if state.diff is not None and state.metric not in state.diff.metrics:
             self.notify(f"{state.diff.name} has no {state.metric}: diff stopped",
                         severity="warning")
@@ -343,7 +403,8 @@ class HeatmapScreen(Screen):
 
     def action_export(self) -> None:
         state = self.state
-        default = f"{state.model.name}.{state.metric}.png"
+        where = f".{state.model.head_position}" if state.model.heads else ""
+        default = f"{state.model.name}{where}.{state.metric}.png"
 
         def done(text: str | None) -> None:
             if text:
@@ -354,11 +415,15 @@ class HeatmapScreen(Screen):
     def export_arguments(self) -> dict:
         state = self.state
         model = state.model
-        highlights = [(model.layers[r0], model.layers[r1], model.positions[c0],
-                       model.positions[c1]) for r0, r1, c0, c1 in state.regions]
+        name = str if model.heads is not None else model.column_name  # heads by number
+        highlights = [(model.layers[r0], model.layers[r1], name(c0), name(c1))
+                      for r0, r1, c0, c1 in state.regions]
         args = dict(metric=state.metric, vmin=state.vmin, vmax=state.vmax,
                     annotate=state.show_values, mark_best=state.diff is None,
                     highlights=tuple(highlights), title=model.title)
+        if model.heads is not None:  # the heads of the position on screen
+            args.update(position=model.head_position, xlabel="Head",
+                        title=f"{model.title} · {model.head_position}")
         if state.diff is not None:
             args.update(diff=state.diff.grid, vmin=-state.diff_span, vmax=state.diff_span)
         return args

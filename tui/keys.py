@@ -49,10 +49,14 @@ HEATMAP_VIEW = (
 
 HEATMAP = (
     Key("slash", "jump", "Jump", "heatmap.jump",
-        "Go to a layer (number) or a position (name or prefix)"),
+        "Go to a layer (number) or a position (name or prefix); head grids: a head (number)"),
     Key("n", "toggle_values", "Values", "heatmap.values",
         "Show or hide the value (x100) in each cell", footer=False),
     Key("m", "next_metric", "Metric", "heatmap.metric", "Switch to the grid's next metric"),
+    Key("p", "next_head_position(1)", "Position", "heatmap.head-position",
+        "Head grids: show the heads of the next position", footer=False),
+    Key("P", "next_head_position(-1)", "Previous position", "heatmap.head-position-back",
+        "Head grids: show the heads of the previous position", footer=False),
     Key("left_square_bracket", "range(-1)", "Range -", "heatmap.range-down",
         "Lower the colour range's start", footer=False),
     Key("right_square_bracket", "range(1)", "Range +", "heatmap.range-up",
@@ -78,7 +82,7 @@ HEATMAP = (
 
 BROWSER = (
     Key("enter", "open", "Open", "browser.open",
-        "Open the selected bundle (grids as a heatmap, runs as a run page)"),
+        "Open the selected bundle: a grid (or error-type grids) as a heatmap, others as a page"),
     Key("space", "mark", "Mark", "browser.mark", "Mark grids to open together as tabs"),
     Key("o", "open_marked", "Open marked", "browser.open-marked",
         "Open the marked grids as tabs"),
@@ -93,6 +97,8 @@ RUN = (
     Key("f", "cycle_filter", "Filter", "run.filter",
         "Show all examples, the correct ones, the wrong ones, or those without an exact "
         "answer"),
+    Key("t", "cycle_type", "Types", "run.types",
+        "Only the examples of one error type (again: the next, then all; runs with samples)"),
     Key("slash", "search", "Search", "run.search",
         "Filter the examples by text (question, answer, gold, exact answer, id, category)"),
     Key("c", "clear_filters", "Clear filters", "run.clear", "Show every example again",
@@ -105,6 +111,35 @@ RUN = (
     Key("escape", "back", "Back", "run.back", "Back to the previous screen (from the search "
         "box: back to the examples)", footer=False),
     Key("q", "app.quit", "Quit", "run.quit"),
+)
+
+DETAIL = (
+    Key("t", "cycle_type", "Types", "detail.types",
+        "Only the examples of one error type (again: the next, then all; runs with samples)"),
+    Key("s", "open_steer", "Steer", "detail.steer",
+        "Open the steering results (probeheat steer) of this grid at this cell"),
+    Key("enter", "choose", "Samples", "detail.samples",
+        "Runs with sampled answers: show the selected example's samples, their grades and "
+        "the probe's scores; otherwise close", footer=False),
+    Key("question_mark", "help", "Help", "detail.help", "Help: every key of this screen"),
+    Key("escape", "close", "Close", "detail.close", "Close this window"),
+    Key("q", "app.quit", "Quit", "detail.quit"),
+)
+
+SELECTION = (
+    Key("g", "open_grid", "Grid", "selection.grid", "Open the grid whose probe chose"),
+    Key("r", "open_run", "Run", "selection.run", "Open the run page of the sampled run"),
+    Key("question_mark", "help", "Help", "selection.help", "Help: every key of this screen"),
+    Key("escape", "back", "Back", "selection.back", "Back to the previous screen",
+        footer=False),
+    Key("q", "app.quit", "Quit", "selection.quit"),
+)
+
+STEER = (
+    Key("g", "open_grid", "Grid", "steer.grid", "Open the grid whose probe was steered along"),
+    Key("question_mark", "help", "Help", "steer.help", "Help: every key of this screen"),
+    Key("escape", "back", "Back", "steer.back", "Back to the previous screen", footer=False),
+    Key("q", "app.quit", "Quit", "steer.quit"),
 )
 
 MESSAGE = (
@@ -128,7 +163,8 @@ EVERYWHERE = (
 
 # What `probeheat view --help` lists, in this order.
 SCREENS = (("browser", BROWSER), ("heatmap", HEATMAP_VIEW + HEATMAP), ("run page", RUN),
-           ("cell detail and help windows", TEXT))
+           ("cell detail", DETAIL), ("selection page", SELECTION), ("steer page", STEER),
+           ("help and example windows", TEXT))
 
 # Textual's display names (textual.keys.KEY_DISPLAY_ALIASES); tests check they agree.
 DISPLAY_ALIASES = {"up": "↑", "down": "↓", "left": "←", "right": "→", "backspace": "⌫",

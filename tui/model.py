@@ -35,6 +35,8 @@ def abbreviate(name: str, width: int) -> str:
     """A column header of at most ``width`` characters for a position name."""
     if len(name) <= width:
         return name
+    if name.startswith("head ") and name[5:].isdigit():  # a head grid's column
+        return (f"h{name[5:]}" if len(name) - 4 <= width else name[5:])[:width]
     for short in KNOWN_ABBREVIATIONS.get(name, ()):
         if len(short) <= width:
             return short
@@ -54,15 +56,87 @@ def column_headers(positions: list[str], width: int) -> list[str]:
     return heads
 
 
+LOWER_IS_BETTER = ("ece",)  # metrics whose best cell is the lowest (grid.json may add more)
+
+
+def best_of(values: np.ndarray, lower: bool = False) -> tuple[int, int] | None:
+    """(row, col) of the best finite value: the highest, or the lowest when ``lower``
+    (probeheat.bundle.grid.best_index on the negated values)."""
+    return best_index(-np.asarray(values, dtype=np.float64) if lower else values)
+
+
+def head_layout(grid: GridBundle) -> dict | None:
+    """A head grid's ``heads`` object, checked against its columns (``POSITION/hH``,
+    position-major); None for other grids. A layout that does not match is a UserError."""
+    heads = grid.heads
+    if heads is None:
+        return None
+    try:
+        n, positions = int(heads["n_heads"]), [str(p) for p in heads["positions"]]
+        expected = [f"{p}/h{h}" for p in positions for h in range(n)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(str(grid.path / "grid.json"), f"'heads' is not a head layout ({exc})",
+                        "probe the run again (probeheat probe --site head)") from None
+    if n < 1 or not positions or expected != grid.positions:
+        raise UserError(str(grid.path / "grid.json"), "'heads' does not match the grid's "
+                        "columns (POSITION/hH, position-major)",
+                        "probe the run again (probeheat probe --site head)")
+    return {"n_heads": n, "positions": positions}
+
+
 class GridModel:
-    """A grid bundle's arrays, read once and kept (grids are small: L x P floats)."""
+    """A grid bundle's arrays, read once and kept (grids are small: L x P floats).
+
+    A head grid (grid.json ``heads``) is shown one position at a time: ``positions`` are
+    then that position's heads (``h0``, ``h1``, ...), every array is sliced to their
+    columns (``take``), and ``column_name`` gives a shown column's name in the grid
+    (``exact_answer_last/h3``); ``set_head_position`` switches position.
+    """
 
     def __init__(self, grid: GridBundle, name: str | None = None):
         self.grid = grid
         self.name = name or grid.path.name
         self.layers = grid.layers
-        self.positions = grid.positions
         self.metrics = grid.metrics
+        self.heads = head_layout(grid)
+        self.columns: list[int] | None = None
+        self.positions = grid.positions
+        if self.heads is not None:
+            self.set_head_position(self.heads["positions"][0])
+
+    # -- head grids: one position's heads at a time -----------------------------------------
+
+    @property
+    def head_position(self) -> str | None:
+        return self._head_position if self.heads is not None else None
+
+    def set_head_position(self, position: str) -> None:
+        """Show the heads of ``position`` (one of ``heads.positions``)."""
+        self._head_position = position
+        self.columns = self.grid.head_columns(position)
+        self.positions = [f"head {h}" for h in range(self.heads["n_heads"])]
+
+    def take(self, values: np.ndarray, axis: int = -1) -> np.ndarray:
+        """The shown columns of an array over the grid's columns (all of them when the grid
+        is not a head grid)."""
+        if self.columns is None:
+            return values
+        return np.take(values, self.columns, axis=axis)
+
+    def grid_col(self, col: int) -> int:
+        """The grid column of shown column ``col``."""
+        return col if self.columns is None else self.columns[col]
+
+    def column_name(self, col: int) -> str:
+        """A shown column's name in the grid (a position, or ``POSITION/hH``)."""
+        return self.grid.positions[self.grid_col(col)]
+
+    @property
+    def column_title(self) -> str:
+        """What the columns are, for titles and figure axes."""
+        return "Head" if self.heads is not None else "Token"
+
+    # -- values ---------------------------------------------------------------------------
 
     @property
     def grid_values(self):
@@ -71,26 +145,49 @@ class GridModel:
     def values(self, metric: str) -> np.ndarray:
         if metric not in self.metrics:
             self.grid.metric(metric)  # the one-line error naming the metrics there are
-        return self.grid_values.metric(metric)
+        return self.take(self.grid_values.metric(metric))
 
     @cached_property
-    def counts(self) -> dict[str, np.ndarray]:
+    def _counts(self) -> dict[str, np.ndarray]:
         return self.grid.counts()
+
+    @property
+    def counts(self) -> dict[str, np.ndarray]:
+        return {name: self.take(values) for name, values in self._counts.items()}
 
     @cached_property
     def reasons(self) -> dict[tuple[int, str], str]:
+        """Why cells are empty, keyed by (layer, grid column name: ``column_name``)."""
         return self.grid.reasons()
 
     def interval(self, metric: str, row: int, col: int) -> tuple[float, float] | None:
         bounds = self.grid_values.intervals.get(metric)
         if bounds is None:
             return None
+        col = self.grid_col(col)
         lo, hi = float(bounds[0][row, col]), float(bounds[1][row, col])
         return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
 
+    def lower_is_better(self, metric: str) -> bool:
+        """Whether a low value of the metric is good (ECE)."""
+        listed = (self.grid.meta.get("calibration") or {}).get("lower_is_better") or []
+        return metric in LOWER_IS_BETTER or metric in listed
+
     def best(self, metric: str) -> tuple[int, int] | None:
-        """(row, col) of the highest value, or None when every cell is NaN."""
-        return best_index(self.values(metric))
+        """(row, col) of the best value (the highest; the lowest ECE), or None when every
+        cell is NaN."""
+        return best_of(self.values(metric), self.lower_is_better(metric))
+
+    def reliability(self, row: int, col: int) -> list[tuple[float, float, int]]:
+        """The cell's reliability curve (first seed's test split): (mean probability,
+        observed rate of label 1, count) of each non-empty bin; [] when not stored."""
+        names = ("reliability_mean_prob", "reliability_observed", "reliability_count")
+        if not all(n in self.grid.tensor_names for n in names):
+            return []
+        col = self.grid_col(col)
+        mean, observed, count = (self.grid.tensor(n)[row, col] for n in names)
+        return [(float(m), float(o), int(c)) for m, o, c in zip(mean, observed, count,
+                                                                 strict=True) if c > 0]
 
     def records(self) -> list[dict] | None:
         """The run's per-example records, when the run bundle is still on disk."""
@@ -102,12 +199,85 @@ class GridModel:
     @property
     def title(self) -> str:
         meta = self.grid.meta
-        return str(meta.get("title") or self.name)
+        if meta.get("title"):
+            return str(meta["title"])
+        if self.error_type is not None and self.name == self.error_type:  # OUT/<type>/
+            return f"{self.grid.path.parent.name}/{self.name}"
+        return self.name
+
+    # -- what the probes predict (grid.json ``target`` and ``label``) ---------------------
+
+    @property
+    def target(self) -> str:
+        return str(self.grid.meta.get("target") or "correct")
+
+    @property
+    def error_type(self) -> str | None:
+        """The error type a ``--target error-type`` grid predicts (None: errors)."""
+        kind, _, name = self.target.partition(":")
+        return name if kind == "error-type" and name else None
+
+    @property
+    def label(self) -> str:
+        """Label 1: "incorrect" (the answer was wrong) or "error type NAME"."""
+        fallback = "incorrect" if self.error_type is None else f"error type {self.error_type}"
+        return str(self.grid.meta.get("label") or fallback)
+
+    @property
+    def predicts(self) -> str:
+        """What the cells predict, for the title."""
+        return "predicts incorrect answers" if self.error_type is None \
+            else f"predicts {self.label}"
+
+    @property
+    def tab_name(self) -> str:
+        return self.error_type or self.name
+
+    @property
+    def label_words(self) -> tuple[str, str]:
+        """How an example of label 1 and of label 0 is called."""
+        if self.error_type is None:
+            return "incorrect", "correct"
+        return f"type {self.error_type}", "other"
+
+    # -- the run's sampled answers ----------------------------------------------------------
+
+    def run(self):
+        """The run bundle, when it is still on disk (None otherwise)."""
+        if not hasattr(self, "_run"):
+            self._run = self.grid.find_run()
+        return self._run
+
+    def sample_scores(self, layer: int, position: str) -> tuple[np.ndarray, float]:
+        """Every sample's log-odds at a cell [n, K] and the refit's largest difference from
+        the stored test scores, from the probe refitted there (slow: call from a worker)."""
+        from .samples import cannot_score, score_samples
+
+        cache = self.__dict__.setdefault("_sample_scores", {})
+        if (layer, position) not in cache:
+            run = self.run()
+            reason = cannot_score(run, self.grid, layer, position)
+            if reason:
+                raise UserError(str(self.grid.path), reason, "pick a cell the samples have")
+            cache[(layer, position)] = score_samples(run, self.grid, layer, position)
+        return cache[(layer, position)]
+
+    def cached_sample_scores(self, layer: int, position: str):
+        return self.__dict__.get("_sample_scores", {}).get((layer, position))
+
+    def steers(self, root: Path | None = None) -> list:
+        """Steer bundles made from this grid (any cell), beside it or under ``root``."""
+        if not hasattr(self, "_steers"):
+            from .samples import find_steers
+
+            self._steers = find_steers(self.grid.id, steer_roots(self.grid.path, root))
+        return self._steers
 
     def spread(self, metric: str, row: int, col: int) -> float | None:
         """The spread over seeds of a cell (None with one seed)."""
         std = self.grid_values.spread.get(metric)
         seeds = (self.grid.meta.get("probe") or {}).get("seeds") or []
+        col = self.grid_col(col)
         if std is None or len(seeds) < 2 or math.isnan(std[row, col]):
             return None
         return float(std[row, col])
@@ -128,8 +298,7 @@ class GridModel:
         return sorted(rows, key=lambda r: -r[1])
 
     @cached_property
-    def null(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(median, 95th percentile) of the permutation null per position (NaN: none)."""
+    def _null(self) -> tuple[np.ndarray, np.ndarray] | None:
         if "perm_auc" not in self.grid.tensor_names:
             return None
         rows = [v[np.isfinite(v)] for v in self.grid.tensor("perm_auc")]
@@ -137,9 +306,15 @@ class GridModel:
         p95 = np.array([np.percentile(v, 95) if v.size else np.nan for v in rows])
         return median, p95
 
+    @property
+    def null(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(median, 95th percentile) of the permutation null per column (NaN: none)."""
+        found = self._null
+        return None if found is None else (self.take(found[0]), self.take(found[1]))
+
     def stored(self, name: str) -> np.ndarray | None:
         """A per-cell tensor the grid may hold (p_vs_baseline, q_vs_baseline, ...)."""
-        return self.grid.tensor(name) if name in self.grid.tensor_names else None
+        return self.take(self.grid.tensor(name)) if name in self.grid.tensor_names else None
 
     def comparison(self, other: GridModel):
         """Cell-by-cell tests of this grid minus another (probeheat.probe.compare), cached."""
@@ -152,6 +327,48 @@ class GridModel:
         return cache[key]
 
 
+def steer_roots(grid_path: Path, root: Path | None) -> list[Path]:
+    """Where a grid's steer bundles are looked for: the folder above the grid's (above a
+    type folder's for an error-type grid: artifacts/grids/X -> artifacts/) and ``root``."""
+    parent = Path(grid_path).resolve().parent
+    if type_grid_folder(parent):
+        parent = parent.parent
+    out: list[Path] = []
+    for folder in (parent.parent, root):
+        if folder is not None and Path(folder).is_dir() and \
+                Path(folder).resolve() not in [f.resolve() for f in out]:
+            out.append(Path(folder))
+    return out
+
+
+def type_grid_folder(path: Path, dirs: list[str] | None = None) -> list[Path]:
+    """The grids of a ``probe --target error-type`` folder (``OUT/<type>/``, each a grid
+    whose target is that type), in the paper's order; [] for any other folder."""
+    from probeheat.data.error_types import ALL_NAMES, PAPER_TYPES
+
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        return []
+    try:
+        names = dirs if dirs is not None else [d.name for d in path.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    if not any(d in ALL_NAMES for d in names):
+        return []
+    grids = [path / d for d in names if (path / d / "manifest.json").is_file()]
+    if not grids or any(g.name not in ALL_NAMES for g in grids):
+        return []
+    for grid in grids:
+        try:
+            bundle = open_bundle(grid)
+            if bundle.kind != "grid" or bundle.meta.get("target") != f"error-type:{grid.name}":
+                return []
+        except UserError:
+            return []
+    order = PAPER_TYPES + tuple(n for n in ALL_NAMES if n not in PAPER_TYPES)  # A-E first
+    return sorted(grids, key=lambda g: order.index(g.name))
+
+
 def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
     """A - B over A's cells; cells B lacks (other layers or positions) are NaN."""
     if metric not in b.metrics:
@@ -161,7 +378,7 @@ def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
     if out is None:
         raise UserError(str(b.grid.path), "shares no layer and position with this grid",
                         "compare grids of the same model and positions")
-    return out
+    return a.take(out)
 
 
 def match_jump(text: str, layers: list[int], positions: list[str]) -> tuple[str, int] | None:
@@ -184,6 +401,27 @@ def match_jump(text: str, layers: list[int], positions: list[str]) -> tuple[str,
         for j, pos in enumerate(positions):
             if test(pos.lower(), lowered):
                 return "col", j
+    return None
+
+
+def match_head_jump(text: str, layers: list[int], heads: dict) -> tuple[str, object] | None:
+    """Where ``/text`` goes in a head grid: ("col", h) for a head number (``3`` or ``h3``),
+    ("row", i) for a layer (``L2``), ("position", name) for one of the grid's positions
+    (exact name, then prefix); None when nothing matches."""
+    text = text.strip()
+    lowered = text.lower()
+    number = lowered.removeprefix("h")
+    if number.isdigit() and int(number) < heads["n_heads"]:
+        return "col", int(number)
+    if lowered.startswith("l") and lowered[1:].isdigit() and int(lowered[1:]) in layers:
+        return "row", layers.index(int(lowered[1:]))
+    positions = heads["positions"]
+    if text in positions:
+        return "position", text
+    for test in (str.startswith, str.__contains__):
+        for name in positions:
+            if lowered and test(name.lower(), lowered):
+                return "position", name
     return None
 
 
@@ -235,6 +473,11 @@ def describe(path: Path, name: str) -> BundleEntry:
             entry.accuracy = _accuracy(float(meta.get("n_correct", 0)), n)
         elif bundle.kind == "grid":
             _describe_grid(bundle, entry)
+        elif bundle.kind in ("selection", "steer"):
+            entry.examples = str(int(meta["questions"]["n"]))
+            entry.best = f"L{meta['cell']['layer']} {meta['cell']['position']}"
+            if bundle.kind == "selection":  # the probe's choice, as run's accuracy is greedy's
+                entry.accuracy = f"{float(meta['table']['probe']['accuracy']):.1%}"
     except UserError as exc:
         entry.kind, entry.error = "error", exc.line()
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -264,11 +507,29 @@ def find_bundles(root: Path) -> list[BundleEntry]:
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".partial"))
+        name = here.relative_to(root).as_posix() if here != root else here.name
         if "manifest.json" in files:
             dirs[:] = []  # a bundle's own sub-folders (shards/) are not bundles
-            name = here.relative_to(root).as_posix() if here != root else here.name
             found.append(describe(here, name))
+        elif grids := type_grid_folder(here, dirs):
+            dirs[:] = []  # one row for the folder: Enter opens its grids as tabs
+            found.append(describe_types(here, name, grids))
     return found
+
+
+def describe_types(path: Path, name: str, grids: list[Path]) -> BundleEntry:
+    """A browser row for a folder of error-type grids (``probe --target error-type``)."""
+    entries = [describe(g, g.name) for g in grids]
+    bad = next((e for e in entries if e.error), None)
+    if bad is not None:
+        return BundleEntry(path=path, name=name, kind="error", error=bad.error)
+    first = entries[0]
+    return BundleEntry(path=path, name=name, kind="types", model=first.model,
+                       dataset=first.dataset, examples=first.examples,
+                       best=f"{len(grids)} type grids", date=first.date,
+                       bundle=[e.bundle for e in entries],
+                       note=f"{name}: error-type grids ({', '.join(g.name for g in grids)}); "
+                            "Enter opens them as tabs")
 
 
 # -- one cell in detail ---------------------------------------------------------------------
@@ -276,9 +537,11 @@ def find_bundles(root: Path) -> list[BundleEntry]:
 @dataclass
 class Example:
     score: float
-    label: int  # 1 = the model's answer was incorrect
+    label: int  # 1 = the model's answer was incorrect (or: the question has the error type)
     question: str
     answer: str
+    row: int = -1  # the run row
+    record: dict | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -294,17 +557,27 @@ class CellDetail:
     examples_note: str | None = None  # why no examples are shown
     spread: float | None = None  # of the default metric over seeds
     tests: list[tuple[str, float, float | None]] = field(default_factory=list)  # (vs, Δ, p)
+    words: tuple[str, str] = ("incorrect", "correct")  # label 1 and label 0 (label_words)
+    error_type: str | None = None  # what an error-type grid predicts
+    ranked: list[Example] = field(default_factory=list)  # runs with samples: every test
+    # example of the cell, highest score first (the detail's table filters them by type)
+    reliability: list[tuple[float, float, int]] = field(default_factory=list)  # per bin:
+    # (mean probability, observed rate of label 1, count), first seed's test split
+    lower: tuple[str, ...] = ()  # metrics for which lower is better (ECE)
 
 
 def cell_detail(model: GridModel, row: int, col: int, k: int = 5) -> CellDetail:
-    layer, position = model.layers[row], model.positions[col]
+    layer, position = model.layers[row], model.column_name(col)
     values = {m: float(model.values(m)[row, col]) for m in model.metrics}
     intervals = {m: iv for m in model.metrics if (iv := model.interval(m, row, col))}
     counts = {name: int(arr[row, col]) for name, arr in model.counts.items()}
     detail = CellDetail(layer, position, values, intervals, counts,
-                        model.reasons.get((layer, position)))
+                        model.reasons.get((layer, position)), words=model.label_words,
+                        error_type=model.error_type)
     detail.spread = model.spread(model.metrics[0], row, col)
+    detail.lower = tuple(m for m in model.metrics if model.lower_is_better(m))
     try:
+        detail.reliability = model.reliability(row, col)
         _add_examples(model, detail, k)
         detail.tests = paired_tests(model, row, col)
     except UserError as exc:
@@ -327,15 +600,16 @@ def paired_tests(model: GridModel, row: int, col: int) -> list[tuple[str, float,
     if math.isnan(value) or "scores" not in grid.tensor_names:
         return out
     labels = grid.tensor("labels").astype(np.int64)
-    rows, here = cell_scores(grid, row, col)
+    rows, here = cell_scores(grid, row, model.grid_col(col))
     others = []
     if 0 in model.layers and model.layers[row] != 0:
-        others.append((f"layer 0 {model.positions[col]}", model.layers.index(0), col))
+        others.append((f"layer 0 {model.column_name(col)}", model.layers.index(0), col))
     best = model.best("auc")
     if best is not None and best != (row, col):
-        others.append((f"best cell L{model.layers[best[0]]} {model.positions[best[1]]}", *best))
+        others.append((f"best cell L{model.layers[best[0]]} {model.column_name(best[1])}",
+                       *best))
     for name, r, c in others:
-        _, theirs = cell_scores(grid, r, c)
+        _, theirs = cell_scores(grid, r, model.grid_col(c))
         out.append((name, value - float(model.values("auc")[r, c]),
                     paired_p(labels, rows, here, theirs)))
     return out
@@ -366,8 +640,10 @@ def _add_examples(model: GridModel, detail: CellDetail, k: int) -> None:
         for i in indices:
             rec = records[int(rows[i])] if int(rows[i]) < len(records) else {}
             out.append(Example(float(scores[i]), int(labels[i]), str(rec.get("question", "?")),
-                               str(rec.get("answer", "?")).strip()))
+                               str(rec.get("answer", "?")).strip(), int(rows[i]), rec))
         return out
 
     detail.highest = pick(order[:k])
     detail.lowest = pick(order[::-1][:k])
+    if any(isinstance(r.get("error_type"), dict) for r in records):
+        detail.ranked = pick(order)

@@ -35,6 +35,19 @@ from .runinfo import (
     record_fields,
     shown_path,
 )
+from .samples import (
+    ALL_TYPES,
+    correct_of,
+    error_type_rows,
+    filter_label,
+    fine_types,
+    next_filter,
+    samples_table,
+    type_filters,
+    type_letters,
+    type_names,
+    types_table,
+)
 
 REFRESH_S = 2.0  # how often a run still being written is read again
 SUMMARY_ROWS = 5  # categories and reasons shown before "+N more"
@@ -46,10 +59,11 @@ def clip(text: object, width: int) -> str:
     return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
-def example_widths(width: int) -> tuple[int, ...]:
+def example_widths(width: int, extra: int = 0) -> tuple[int, ...]:
     """Widths of the examples table's text columns (question, answer, gold, exact answer)
-    in a terminal ``width`` wide: what is left after the index and verdict columns."""
-    free = max(40, width - 6 - 2 - 6 * 2 - 2)  # index, verdict, cell padding, scrollbar
+    in a terminal ``width`` wide: what is left after the index and verdict columns (and
+    ``extra`` columns of other ones)."""
+    free = max(40, width - 6 - 2 - 6 * 2 - 2 - extra)  # index, verdict, padding, scrollbar
     question, answer, gold = int(free * 0.34), int(free * 0.32), int(free * 0.16)
     return question, answer, gold, free - question - answer - gold
 
@@ -76,6 +90,14 @@ def overview_text(info: RunInfo) -> Text:
             "(Wilson)")
     else:
         text.append("no examples yet")
+    samples = meta.get("samples")
+    if isinstance(samples, dict) and samples.get("k"):
+        settings = ", ".join(f"{k.replace('_', '-')} {samples[k]:g}"
+                             for k in ("temperature", "top_p", "top_k") if k in samples)
+        text.append("\nsamples  ", style="bold").append(
+            f"K = {samples['k']} per question" + (f" ({settings})" if settings else "")
+            + f", states at {len(samples.get('layers') or [])} layers x "
+            + ", ".join(samples.get("positions") or []))
     if info.progress is not None:
         text.append(f"\nwriting  {info.progress.text} rows, {info.progress.writer}",
                     style="bold")
@@ -127,6 +149,7 @@ class RunScreen(Screen):
         self.info = info
         self.root = root
         self.kind = FILTERS[0]
+        self.error_type = ALL_TYPES
         self.text = ""
         self.grids = []
         self.shown: list[dict] = []
@@ -142,6 +165,7 @@ class RunScreen(Screen):
         yield Static(id="run-overview")
         with Horizontal(id="run-summary"):
             yield Static(id="run-categories")
+            yield Static(id="run-types")
             yield Static(id="run-reasons")
         yield Static(id="run-grids-title")
         yield DataTable(id="run-grids", cursor_type="row")
@@ -171,6 +195,10 @@ class RunScreen(Screen):
         self.query_one("#run-overview", Static).update(overview_text(info))
         self.query_one("#run-categories", Static).update(categories_table(info))
         self.query_one("#run-reasons", Static).update(reasons_table(info))
+        types = self.query_one("#run-types", Static)
+        types.display = info.sampled
+        if info.sampled:
+            types.update(types_table(info.records, fine=self.app.size.width >= 100))
         self.show_examples()
 
     def load_grids(self) -> None:
@@ -199,16 +227,21 @@ class RunScreen(Screen):
         table = self.query_one("#run-examples", DataTable)
         cursor = table.cursor_row
         table.clear(columns=True)
-        widths = example_widths(self.app.size.width)
+        sampled = self.info.sampled
+        widths = example_widths(self.app.size.width, 2 * (5 + 2) if sampled else 0)
         table.add_column("#", width=5)
         table.add_column("ok", width=2)
+        if sampled:  # correct samples of K, and the paper letters of the question's types
+            table.add_column("C/K", width=5)
+            table.add_column("types", width=5)
         for name, width in zip(("question", "answer", "gold", "exact answer"), widths,
                                strict=True):
             table.add_column(name, width=width)
-        self.shown = self.info.examples(self.kind, self.text)
+        self.shown = self.info.examples(self.kind, self.text, self.error_type)
         for record in self.shown:
             exact = record.get("exact_answer") if has_exact_answer(record) else "—"
-            table.add_row(str(record["index"]), "✓" if record["correct"] else "✗",
+            extra = [correct_of(record), type_letters(record)] if sampled else []
+            table.add_row(str(record["index"]), "✓" if record["correct"] else "✗", *extra,
                           clip(record.get("question", ""), widths[0]),
                           clip(record.get("answer", ""), widths[1]),
                           clip(gold_text(record), widths[2]), clip(exact or "", widths[3]),
@@ -220,9 +253,10 @@ class RunScreen(Screen):
     def show_filter(self) -> None:
         kinds = " / ".join(f"[{k}]" if k == self.kind else k for k in FILTERS)
         matching = f", text {self.text!r}" if self.text else ""
+        types = f" · t: [{filter_label(self.error_type)}]" if self.info.sampled else ""
         self.query_one("#run-filter", Static).update(Text.assemble(
             ("Examples ", "bold"), f"{len(self.shown)} of {self.info.n}{matching} · f: ",
-            kinds))
+            kinds, types))
         if not self.info.n:
             self.set_status("no example written yet: the page reads the run again as it grows")
         elif not self.shown:
@@ -254,7 +288,9 @@ class RunScreen(Screen):
         elif (record := self._record_at(widget.cursor_row)) is not None:
             exact = (f"exact answer {record.get('exact_answer')!r}" if has_exact_answer(record)
                      else missing_reason(record))
-            self.set_status(f"#{record['index']} {record['id']} · {exact} · Enter: in full")
+            types = f" · {type_names(record)}" if fine_types(record) is not None else ""
+            self.set_status(f"#{record['index']} {record['id']} · {exact}{types} · Enter: "
+                            "in full")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "run-grids":
@@ -295,10 +331,13 @@ class RunScreen(Screen):
         table = Table.grid(padding=(0, 2), expand=True)
         table.add_column(no_wrap=True, style="bold")
         table.add_column()
-        for name, value in rows:
+        for name, value in rows + error_type_rows(record):
             table.add_row(name, Text(value))
-        body = Group(Text(title, style="bold underline"), Text(""), table)
-        self.app.push_screen(TextScreen(body, screen_id="example"))
+        parts = [Text(title, style="bold underline"), Text(""), table]
+        if record.get("samples"):
+            parts += [Text(""), Text(f"Sampled answers (K={len(record['samples'])})",
+                                     style="bold underline"), samples_table(record)]
+        self.app.push_screen(TextScreen(Group(*parts), screen_id="example"))
 
     def action_open(self) -> None:
         focused = self.focused
@@ -309,11 +348,20 @@ class RunScreen(Screen):
         self.kind = FILTERS[(FILTERS.index(self.kind) + 1) % len(FILTERS)]
         self.show_examples()
 
+    def action_cycle_type(self) -> None:
+        self.error_type = next_filter(self.error_type, type_filters(self.info.records))
+        self.show_examples()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "cycle_type":  # only runs with sampled answers have error types
+            return self.info.sampled
+        return True
+
     def action_search(self) -> None:
         self.query_one("#run-search", Input).focus()
 
     def action_clear_filters(self) -> None:
-        self.kind, self.text = FILTERS[0], ""
+        self.kind, self.text, self.error_type = FILTERS[0], "", ALL_TYPES
         self.query_one("#run-search", Input).value = ""  # Changed redraws the table
         self.show_examples()
 

@@ -194,8 +194,20 @@ class RunInfo:
                          if not has_exact_answer(r))
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
-    def examples(self, kind: str = "all", text: str = "") -> list[dict]:
-        return [r for r in self.records if keep(r, kind, text)]
+    def examples(self, kind: str = "all", text: str = "", error_type: str = "all types"
+                 ) -> list[dict]:
+        """The records passing the correctness filter, the text and the error-type filter
+        (``samples.ALL_TYPES``, ``samples.NO_TYPE`` or a paper type)."""
+        from .samples import keep_type
+
+        return [r for r in self.records if keep(r, kind, text) and keep_type(r, error_type)]
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the records carry sampled answers and error types (run --samples K)."""
+        from .samples import has_samples
+
+        return has_samples(self.records)
 
 
 def label(value: object, *keys: str) -> str:

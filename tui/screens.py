@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -126,8 +127,9 @@ class TextScreen(ModalScreen):
         self.dismiss(None)
 
 
-def detail_text(detail: CellDetail, metric: str) -> Table:
-    """The Enter screen of a cell: values with intervals, counts, and extreme examples.
+def detail_text(detail: CellDetail, metric: str, *, tables: bool = True) -> Table:
+    """The Enter screen of a cell: values with intervals, counts, and extreme examples
+    (``tables=False``: without them, for the detail that lists every example instead).
 
     It takes the window's whole width, so that answers wrap only when they must.
     """
@@ -141,40 +143,71 @@ def detail_text(detail: CellDetail, metric: str) -> Table:
         if name in detail.intervals:
             lo, hi = detail.intervals[name]
             line.append(f"  [{lo:.3f}, {hi:.3f}]")
+        if name in detail.lower:
+            line.append("  (lower is better)", style="italic")
         grid.add_row(line)
     if detail.spread is not None:
         grid.add_row(Text(f"spread over seeds ±{detail.spread:.3f}"))
-    grid.add_row(Text(_counts_line(detail.counts)))
+    grid.add_row(Text(_counts_line(detail.counts, detail.words)))
     for against, delta, p in detail.tests:
         shown = "—" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
         grid.add_row(Text(f"vs {against}: Δ AUC {delta:+.3f}, paired DeLong p {shown}"))
+    if detail.reliability:
+        grid.add_row(reliability_table(detail.reliability, detail.words[0]))
     if detail.reason:
         grid.add_row(Text(f"no probe: {detail.reason}", style="bold"))
     if detail.examples_note:
         grid.add_row(Text(detail.examples_note, style="italic"))
     if detail.highest or detail.lowest:
-        grid.add_row(Text("Scores are the probe's log-odds (logit) that the answer is wrong",
+        grid.add_row(Text(f"Scores are the probe's log-odds (logit) that {_meaning(detail)}",
                           style="italic"))
-    for title, examples in (("Highest error scores (log-odds; probe: likely wrong)",
-                             detail.highest),
-                            ("Lowest error scores (log-odds; probe: likely right)",
-                             detail.lowest)):
-        if examples:
-            grid.add_row(Text(title, style="bold underline"))
-            grid.add_row(_examples_table(examples))
+    likely = "likely wrong" if detail.error_type is None else f"likely {detail.words[0]}"
+    unlikely = "likely right" if detail.error_type is None else "likely another type"
+    title = "error scores" if detail.error_type is None else "scores"
+    for heading, examples in ((f"Highest {title} (log-odds; probe: {likely})", detail.highest),
+                              (f"Lowest {title} (log-odds; probe: {unlikely})", detail.lowest)):
+        if examples and tables:
+            grid.add_row(Text(heading, style="bold underline"))
+            grid.add_row(_examples_table(examples, detail.words))
     return grid
 
 
-def _counts_line(counts: dict[str, int]) -> str:
+def reliability_table(bins: list[tuple[float, float, int]], positive: str) -> Group:
+    """The cell's reliability curve, one column per non-empty bin: the probe's mean
+    probability of label 1, the observed rate of label 1 and the test examples in the bin."""
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+    table.add_column("", no_wrap=True, style="bold")
+    for _ in bins:
+        table.add_column("", justify="right", no_wrap=True)
+    table.show_header = False
+    table.add_row("mean p", *(f"{m:.2f}" for m, _, _ in bins))
+    table.add_row("observed", *(f"{o:.2f}" for _, o, _ in bins))
+    table.add_row("n", *(str(c) for _, _, c in bins))
+    return Group(Text(f"Reliability (first seed's test split): the probe's mean probability "
+                      f"of {positive} against the observed rate, per bin", style="bold"), table)
+
+
+def _meaning(detail: CellDetail) -> str:
+    if detail.error_type is None:
+        return "the answer is wrong"
+    return f"the question has error type {detail.error_type} (over its sampled answers)"
+
+
+def _counts_line(counts: dict[str, int], words: tuple[str, str] = ("incorrect", "correct")
+                 ) -> str:
     if "n_test" not in counts:
         return "no counts stored"
     n, pos = counts["n_test"], counts.get("n_test_pos", 0)
     share = f" ({pos / n:.0%})" if n else ""
     train = f" · train n {counts['n_train']}" if "n_train" in counts else ""
-    return f"test n {n}: {pos} incorrect{share} / {n - pos} correct{train}"
+    return f"test n {n}: {pos} {words[0]}{share} / {n - pos} {words[1]}{train}"
 
 
-def _examples_table(examples: list[Example]) -> Table:
+def label_text(label: int, words: tuple[str, str] = ("incorrect", "correct")) -> Text:
+    return Text(words[0], style="bold") if label else Text(words[1])
+
+
+def _examples_table(examples: list[Example], words: tuple[str, str]) -> Table:
     # no ratios: columns get their natural width when it fits, and only the widest wraps
     table = Table(show_edge=False, pad_edge=False, expand=True)
     table.add_column("log-odds", justify="right", no_wrap=True)
@@ -182,6 +215,5 @@ def _examples_table(examples: list[Example]) -> Table:
     table.add_column("question", min_width=16)
     table.add_column("model answer", min_width=24)
     for ex in examples:
-        label = Text("incorrect", style="bold") if ex.label else Text("correct")
-        table.add_row(f"{ex.score:.3f}", label, ex.question, ex.answer)
+        table.add_row(f"{ex.score:.3f}", label_text(ex.label, words), ex.question, ex.answer)
     return table
