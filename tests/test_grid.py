@@ -217,3 +217,14 @@ def test_existing_destination_is_refused_before_fitting(run, tmp_path, monkeypat
     monkeypatch.setattr(grid_module, "probe_run", no_fitting)
     with pytest.raises(UserError, match="already exists"):
         make_grid(run, out, progress=False)
+
+
+def test_the_best_cell_of_ece_is_the_lowest():
+    from probeheat.bundle.grid import GridValues
+
+    ece = np.array([[0.10, 0.30], [0.02, np.nan]])
+    auc = np.array([[0.60, 0.90], [0.70, np.nan]])
+    values = GridValues([0, 1], ["a", "b"], ["auc", "ece"], {"auc": auc, "ece": ece})
+    best_ece, best_auc = values.best_cell("ece"), values.best_cell("auc")
+    assert (best_ece.layer, best_ece.position) == (1, "a")
+    assert (best_auc.layer, best_auc.position) == (0, "b")

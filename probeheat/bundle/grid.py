@@ -37,6 +37,7 @@ GEN_META = "generalization.json"
 GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
 UNIT_METRICS = ("auc", "accuracy", "ece", "recall_at_fpr1", "recall_at_fpr5")  # in [0, 1]
+LOWER_IS_BETTER = ("ece",)  # metrics whose best cell is the lowest
 PAIRED = ("p_vs_baseline", "q_vs_baseline", "delta_vs_baseline")  # [L, P]
 # baselines and controls (FORMAT.md): dtype and dims; S, K: any (checked against each other
 # by their writer), B: the number of baselines grid.json names
@@ -105,7 +106,8 @@ class GridValues:
 
     def best_cell(self, metric: str | None = None) -> BestCell | None:
         metric = metric or self.metrics[0]
-        found = best_index(self.values[metric])
+        values = self.values[metric]
+        found = best_index(-values if metric in LOWER_IS_BETTER else values)
         if found is None:
             return None
         i, j = found
@@ -285,7 +287,8 @@ class GridBundle(Bundle):
         return GridValues(self.layers, self.positions, self.metrics, values, intervals, spread)
 
     def best_cell(self, metric: str = "auc") -> tuple[int, str, float] | None:
-        """(layer, position, value) of the highest cell, or None when no cell was fitted."""
+        """(layer, position, value) of the best cell (the highest; the lowest for ECE), or
+        None when no cell was fitted."""
         if metric not in self.metrics:
             self.metric(metric)  # the one-line error naming the metrics there are
         best = self.grid_values.best_cell(metric)

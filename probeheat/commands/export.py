@@ -19,6 +19,8 @@ examples:
   probeheat export runs/grid_a --diff runs/grid_b -o diff.pdf
   probeheat export m1_tqa m1_hqa m2_tqa m2_hqa -o all.pdf --panels 2x2 --panel-titles A,B,C,D
   probeheat export runs/generalization -o gen.pdf
+  probeheat export runs/head-grid -o heads.png --position exact_answer_last
+  probeheat export runs/grid -o ece.pdf --metric ece
   probeheat export runs/grid -o grid.csv      (also .json, .parquet: one row per cell and metric)
 
 Ranges are inclusive and follow the grid's column order: --layers 0:16 is layers 0..16,
@@ -29,10 +31,10 @@ A table has the columns layer, position, metric, value, lo, hi, n, spread, reaso
 null where not applicable); .parquet needs pyarrow."""
 
 TABLES = (".csv", ".json", ".parquet")
-FIGURE_ONLY = ("metric", "positions", "layers", "width", "height", "vmin", "vmax", "annotate",
+FIGURE_ONLY = ("metric", "position", "positions", "layers", "width", "height", "vmin", "vmax", "annotate",
                "baselines", "mark_best", "highlight", "title", "xlabel", "ylabel", "diff",
                "panels", "panel_titles")
-GRID_ONLY = ("positions", "layers", "highlight", "diff", "mark_best", "panels", "panel_titles",
+GRID_ONLY = ("position", "positions", "layers", "highlight", "diff", "mark_best", "panels", "panel_titles",
              "metric", "annotate", "baselines")
 
 
@@ -45,9 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file; the extension picks the format: a figure (.png, .pdf, .svg) or "
                              "the tidy table (.csv, .json, .parquet)")
     look = parser.add_argument_group("look")
-    look.add_argument("--metric", default=None, help="grid metric to plot (default: auc)")
+    look.add_argument("--metric", default=None,
+                      help="grid metric to plot: auc, accuracy, gain_layer0, gain_baseline, "
+                           "ece, recall_at_fpr1, recall_at_fpr5 (those the grid has; default: "
+                           "auc)")
     look.add_argument("--positions", help="columns to show, in this order: comma list, "
-                      "ranges like first_answer:-1 allowed (default: all, grid order)")
+                      "ranges like first_answer:-1 allowed (default: all, grid order); for a "
+                      "head grid, the positions to draw, one panel each")
+    look.add_argument("--position", metavar="P",
+                      help="head grids: draw only this position's layer x head panel")
     look.add_argument("--layers",
                       help="rows to show: 0:16 (inclusive), 8:, or 0,4,8 (default: all)")
     look.add_argument("--width", default=None, help="single (3.25 in), double (6.75 in) or inches "
@@ -66,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     look.add_argument("--highlight", action="append", default=[], metavar="LAYERS,POSITIONS",
                       help="draw a box, e.g. 4:28,first_answer:-1 (repeatable)")
     look.add_argument("--title", default=None, help="figure title")
-    look.add_argument("--xlabel", default=None, help='x-axis title (default "Token")')
+    look.add_argument("--xlabel", default=None,
+                      help='x-axis title (default "Token"; "Head" for head grids)')
     look.add_argument("--ylabel", default=None, help='y-axis title (default "Layer")')
     look.add_argument("--dpi", type=int, default=200, help="PNG resolution (default 200)")
     more = parser.add_argument_group("comparisons")
@@ -161,6 +170,7 @@ def _options(args, x: str, y: str, width: str):
 
     return FigureOptions(
         metric=args.metric or "auc", positions=args.positions, layers=args.layers,
+        position=args.position,
         width=args.width or width, height=args.height, vmin=args.vmin, vmax=args.vmax,
         annotate=args.annotate, mark_best=args.mark_best, highlights=tuple(args.highlight),
         baselines=args.baselines,
@@ -173,13 +183,18 @@ def _options(args, x: str, y: str, width: str):
 def _export_grids(grids: list, diff, args) -> Path:
     from ..figures import export_grid, export_panels
 
-    if len(grids) == 1 and not args.panels and not args.panel_titles:
-        return export_grid(grids[0], args.output, _options(args, "Token", "Layer", "single"),
+    heads = any(g.heads for g in grids)
+    x = "Head" if heads else "Token"
+    if len(grids) == 1 and (not args.panel_titles and (heads or not args.panels)):
+        several = heads and args.position is None and len(grids[0].heads["positions"]) > 1 \
+            and (args.positions is None or "," in args.positions or ":" in args.positions)
+        return export_grid(grids[0], args.output,
+                           _options(args, x, "Layer", "double" if several else "single"),
                            diff=diff)
     if diff is not None:
         raise UserError("--diff", "compares exactly one grid with another",
                         "pass one GRID with --diff OTHER_GRID")
-    return export_panels(grids, args.output, _options(args, "Token", "Layer", "double"))
+    return export_panels(grids, args.output, _options(args, x, "Layer", "double"))
 
 
 def _export_steer(bundles: list, args) -> Path:

@@ -79,7 +79,12 @@ def _draw_heatmap(ax, view: HeatmapView, norm, cmap, *, xlabel, ylabel):
     mesh.set_gid("cells")
     ax.set_xlim(-0.5, cols - 0.5)
     ax.set_ylim(rows - 0.5, -0.5)  # layer 0 at the top, as in the study
-    ax.set_xticks(range(cols), [str(p) for p in view.positions], rotation=90)
+    if all(str(p).isdigit() for p in view.positions):  # head numbers: upright, thinned
+        heads = [int(p) for p in view.positions]
+        ticks = layer_ticks(heads) if cols > 16 else list(range(cols))
+        ax.set_xticks(ticks, [str(heads[i]) for i in ticks])
+    else:
+        ax.set_xticks(range(cols), [str(p) for p in view.positions], rotation=90)
     ticks = layer_ticks(view.layers)
     ax.set_yticks(ticks, [str(view.layers[i]) for i in ticks])
     ax.tick_params(length=2.5, pad=1.5)

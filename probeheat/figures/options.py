@@ -18,6 +18,11 @@ from ..selection import layer_number
 WIDTHS = {"single": 3.25, "double": 6.75}
 FORMATS = (".png", ".pdf", ".svg")
 DEFAULT_RANGE = (0.5, 1.0)
+# Metrics whose values do not live in 0.5..1: their default colour range. ECE is drawn on
+# a reversed ramp (figures/view.py): lower is better, so well-calibrated cells are dark.
+METRIC_RANGES = {"ece": (0.0, 0.3), "recall_at_fpr1": (0.0, 1.0),
+                 "recall_at_fpr5": (0.0, 1.0)}
+LOWER_IS_BETTER = ("ece",)
 
 
 class Highlight(NamedTuple):
@@ -51,6 +56,7 @@ class FigureOptions:
     panel_titles: list[str] | None = field(default=None)
     baselines: bool = False  # a strip of the grid's baselines beside the heatmap
     spread: bool = True  # with --annotate and several seeds: "0.85 ±.02" in each cell
+    position: str | None = None  # head grids: draw only this position's layer x head panel
 
     @classmethod
     def of(cls, options: FigureOptions | None = None, **changes) -> FigureOptions:
@@ -87,8 +93,9 @@ class FigureOptions:
                                     ) from None
 
     def color_range(self) -> tuple[float, float]:
-        lo = DEFAULT_RANGE[0] if self.vmin is None else float(self.vmin)
-        hi = DEFAULT_RANGE[1] if self.vmax is None else float(self.vmax)
+        default = METRIC_RANGES.get(self.metric, DEFAULT_RANGE)
+        lo = default[0] if self.vmin is None else float(self.vmin)
+        hi = default[1] if self.vmax is None else float(self.vmax)
         check_range(lo, hi)
         return lo, hi
 

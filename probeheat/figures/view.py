@@ -10,14 +10,23 @@ import numpy as np
 from ..bundle.grid import best_index
 from ..errors import UserError
 from ..selection import select_layers, select_positions
-from .options import FigureOptions, Highlight, check_range, parse_highlight, resolve_highlight
+from .options import (
+    LOWER_IS_BETTER,
+    FigureOptions,
+    Highlight,
+    check_range,
+    parse_highlight,
+    resolve_highlight,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle import GridBundle
 
 CMAP = "Blues"
 DIFF_CMAP = "RdBu_r"
-METRIC_LABELS = {"auc": "AUC", "accuracy": "Accuracy", "f1": "F1", "brier": "Brier score"}
+METRIC_LABELS = {"auc": "AUC", "accuracy": "Accuracy", "f1": "F1", "brier": "Brier score",
+                 "ece": "ECE (lower is better)", "recall_at_fpr1": "Recall at 1% FPR",
+                 "recall_at_fpr5": "Recall at 5% FPR"}
 
 
 def metric_label(metric: str) -> str:
@@ -81,11 +90,13 @@ def grid_view(grid: GridBundle, options: FigureOptions | None = None, *,
         check_range(lo, hi)
         cmap, label = DIFF_CMAP, f"Δ {metric_label(opts.metric)}"
     else:
-        (lo, hi), cmap, label = opts.color_range(), CMAP, metric_label(opts.metric)
+        (lo, hi), label = opts.color_range(), metric_label(opts.metric)
+        cmap = f"{CMAP}_r" if opts.metric in LOWER_IS_BETTER else CMAP
     boxes = [resolve_highlight(h if isinstance(h, Highlight) else parse_highlight(h),
                                layers, positions) for h in opts.highlights]
+    lower = opts.metric in LOWER_IS_BETTER and diff is None
     view = HeatmapView(values, layers, positions, label, lo, hi, cmap, opts.title, boxes,
-                       best_index(values) if opts.mark_best else None)
+                       best_index(-values if lower else values) if opts.mark_best else None)
     cells = np.ix_([grid.layers.index(x) for x in layers],
                    [grid.positions.index(p) for p in positions])
     if diff is not None and opts.metric == "auc":
@@ -96,6 +107,33 @@ def grid_view(grid: GridBundle, options: FigureOptions | None = None, *,
     if opts.baselines:
         view.baselines = baseline_rows(grid)
     return view
+
+
+def head_views(grid: GridBundle, options: FigureOptions | None = None, *,
+               diff: GridBundle | None = None, **changes) -> list[HeatmapView]:
+    """A head grid's panels: one layer x head heatmap per position (``opts.position``: that
+    one; ``opts.positions``: those, in that order), titled by the position, columns
+    labelled by head number. Highlights name heads (``4:8,0:3``)."""
+    opts = FigureOptions.of(options, **changes)
+    heads = grid.heads
+    if opts.position is not None and opts.positions is not None:
+        raise UserError("--position", "cannot be combined with --positions", "pass one of them")
+    chosen = [opts.position] if opts.position is not None else opts.positions
+    names = select_positions(chosen, heads["positions"], where="--position" if
+                             opts.position is not None else "--positions",
+                             source=f"{grid.path}'s head-grid positions")
+    n_heads = int(heads["n_heads"])
+    labels = [str(h) for h in range(n_heads)]
+    views = []
+    for name in names:
+        columns = [grid.positions[j] for j in grid.head_columns(name)]
+        view = grid_view(grid, opts, diff=diff, positions=columns, highlights=(),
+                         title=opts.title if len(names) == 1 and opts.title else name)
+        view.positions = labels
+        view.boxes = [resolve_highlight(h if isinstance(h, Highlight) else parse_highlight(h),
+                                        view.layers, labels) for h in opts.highlights]
+        views.append(view)
+    return views
 
 
 def _not_significant(grid, diff, cells) -> np.ndarray | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 from .draw import _fontsize, _rc, build_generalization_figure, build_grid_figure
 from .options import FigureOptions, output_format, parse_panels
-from .view import grid_view
+from .view import grid_view, head_views
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -71,9 +71,22 @@ def export_grid(grid: GridBundle, out: Path, options: FigureOptions | None = Non
     fmt = output_format(out)
     (width, _), dpi = opts.size(), opts.checked_dpi()
     opts.check_texts()
-    view = grid_view(grid, opts, diff=diff)
+    if grid.heads:
+        views = head_views(grid, opts, diff=diff)
+        shape = parse_panels(opts.panels, len(views)) if opts.panels else auto_panels(len(views))
+    else:
+        if opts.position is not None:
+            raise UserError("--position", f"{grid.path} is not a head grid",
+                            "use --positions to choose a grid's columns")
+        views, shape = [grid_view(grid, opts, diff=diff)], (1, 1)
     with figure_rc(width):
-        return save_figure(build_grid_figure([view], opts), Path(out), fmt, dpi)
+        return save_figure(build_grid_figure(views, opts, shape), Path(out), fmt, dpi)
+
+
+def auto_panels(n: int) -> tuple[int, int]:
+    """Rows x columns for n head-grid panels: one row up to 4, then rows of 4."""
+    cols = min(n, 4)
+    return -(-n // cols), cols
 
 
 def export_panels(grids: Sequence[GridBundle], out: Path, options: FigureOptions | None = None,
@@ -88,10 +101,25 @@ def export_panels(grids: Sequence[GridBundle], out: Path, options: FigureOptions
     if titles is not None and len(titles) != len(grids):
         raise UserError("--panel-titles", f"{len(titles)} titles for {len(grids)} grids",
                         "give one title per grid, comma-separated")
-    views = [grid_view(g, opts, title=titles[k] if titles else None)
-             for k, g in enumerate(grids)]
+    views = [_panel_view(g, opts, titles[k] if titles else None) for k, g in enumerate(grids)]
     with figure_rc(width):
         return save_figure(build_grid_figure(views, opts, shape), Path(out), fmt, dpi)
+
+
+def _panel_view(grid: GridBundle, opts: FigureOptions, title: str | None):
+    """One grid's panel; a head grid gives its one position's layer x head panel."""
+    if not grid.heads:
+        if opts.position is not None:
+            raise UserError("--position", f"{grid.path} is not a head grid",
+                            "use --positions to choose a grid's columns")
+        return grid_view(grid, opts, title=title)
+    views = head_views(grid, opts)
+    if len(views) != 1:
+        raise UserError(str(grid.path), f"is a head grid of {len(views)} positions",
+                        "pass --position P to put one position of each grid in a panel")
+    if title is not None:
+        views[0].title = title
+    return views[0]
 
 
 def export_generalization(bundle: GeneralizationBundle, out: Path,

@@ -45,8 +45,10 @@ def progress_mode(progress: bool | str) -> str:
 def site_layers(run, site: str) -> list[int]:
     available = run.sites.get(site)
     if available is None:
-        raise UserError("--site", f"run {run.path} has no site {site!r}",
-                        f"sites here: {', '.join(run.sites)}")
+        here = f"sites here: {', '.join(run.sites)}"
+        fix = (f"capture it with probeheat run --sites resid,head; {here}" if site == "head"
+               else f"{here}; the sites are resid, mlp, attn and head")
+        raise UserError("--site", f"run {run.path} has no site {site!r}", fix)
     return list(available)
 
 
@@ -349,14 +351,8 @@ def make_type_grids(run_path, out_path, *, settings: ProbeSettings, overwrite: b
     written and, for each type that could not be probed, why (too few questions of it)."""
     from dataclasses import replace
 
-    out_path = Path(out_path)
-    check_not_inside(out_path, [Path(run_path)])
-    check_destination(out_path, overwrite)
-    target_labels(open_run(run_path), "correct")  # a damaged or one-class run fails here
-    if (out_path / "manifest.json").exists():
-        raise UserError(str(out_path), "is a bundle; --target error-type writes a folder of "
-                        "grids, one per type", "choose another --out")
-    out_path.mkdir(parents=True, exist_ok=True)
+    out_path = grid_folder(run_path, out_path, overwrite, "--target error-type writes a "
+                           "folder of grids, one per type")
     written, skipped = [], {}
     for target in expand_target(settings.target):
         name = type_of(target)
@@ -376,6 +372,40 @@ def make_type_grids(run_path, out_path, *, settings: ProbeSettings, overwrite: b
                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")",
                         "sample more questions (run --samples K on more questions)")
     return written, skipped
+
+
+def grid_folder(run_path, out_path, overwrite: bool, what: str) -> Path:
+    """The folder of a command that writes several grids (OUT/NAME), checked and made."""
+    out_path = Path(out_path)
+    check_not_inside(out_path, [Path(run_path)])
+    check_destination(out_path, overwrite)
+    target_labels(open_run(run_path), "correct")  # a damaged or one-class run fails here
+    if (out_path / "manifest.json").exists():
+        raise UserError(str(out_path), f"is a bundle; {what}", "choose another --out")
+    out_path.mkdir(parents=True, exist_ok=True)
+    return out_path
+
+
+def make_family_grids(run_path, out_path, *, settings: ProbeSettings, families: list[str],
+                      overwrite: bool = False, progress: bool | str = True,
+                      **where) -> dict[str, Path]:
+    """``probe --probe a,b``: one grid per probe family, ``OUT/<family>``, on the same
+    splits (the same seeds), so every cell can be compared with a paired test. Returns
+    {family: path}; empty on a torchrun rank other than 0."""
+    from dataclasses import replace
+
+    from .families import check_family
+
+    names = [check_family(f).name for f in families]
+    out_path = grid_folder(run_path, out_path, overwrite, "--probe a,b writes a folder of "
+                           "grids, one per family")
+    written = {}
+    for name in names:
+        path = make_grid(run_path, out_path / name, overwrite=overwrite,
+                         settings=replace(settings, family=name), progress=progress, **where)
+        if path is not None:
+            written[name] = path
+    return written
 
 
 def add_controls(run, res: GridResult, settings: ProbeSettings, written, progress) -> None:

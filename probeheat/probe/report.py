@@ -206,7 +206,8 @@ def family_rows(grids: dict[str, object], reference: str = "logistic") -> list[F
         if name != ref_name and ref_best is not None:
             p_best = paired_p(labels, rows, top, cell_scores(ref, ref_best.row, ref_best.col)[1])
             p_same = paired_p(labels, rows, top, cell_scores(ref, best.row, best.col)[1])
-        tests = compare(grid, ref) if name != ref_name else None
+        correction = (ref.meta.get("probe") or {}).get("correction", "bh")
+        tests = compare(grid, ref, correction=correction) if name != ref_name else None
         fitted = np.isfinite(tests.delta) if tests is not None else np.zeros(0, bool)
         sig = fitted & (tests.q < ALPHA) if tests is not None else fitted
         lo, hi = (b[best.row, best.col] for b in values.intervals["auc"])
