@@ -289,6 +289,24 @@ def test_recall_interval_brackets_the_estimate_and_is_seeded():
     assert cal.recall_at_fpr_ci(scores, labels, 0.05, n_boot=400, seed=1) != (lo, hi)
 
 
+def test_ece_interval_is_the_percentile_of_ece_over_the_shared_resamples():
+    rng = np.random.default_rng(4)
+    labels = (rng.random(150) < 0.3).astype(np.int64)
+    probs = np.clip(0.3 + 0.4 * (labels - 0.3) + 0.15 * rng.standard_normal((3, 150)), 0, 1)
+    lo, hi = cal.ece_ci_many(probs, labels, n_boot=200, seed=[5, 1])
+    pos, neg = probs[:, labels == 1], probs[:, labels == 0]
+    ip, ineg = cal.stratified_indices(pos.shape[1], neg.shape[1], 200, [5, 1])
+    both = np.r_[np.ones(ip.shape[1], np.int64), np.zeros(ineg.shape[1], np.int64)]
+    for c in range(3):  # one cell at a time, with the plain ece() on each resample
+        boot = [cal.ece(np.r_[pos[c, ip[r]], neg[c, ineg[r]]], both)[0] for r in range(200)]
+        want = np.quantile(boot, [0.025, 0.975])
+        assert np.allclose([lo[c], hi[c]], want, atol=1e-12)
+        assert lo[c] < hi[c]
+    # recall's interval draws the very same resamples for the same seed
+    ip2, _ = cal.stratified_indices(pos.shape[1], neg.shape[1], 200, [5, 1])
+    assert np.array_equal(ip, ip2)
+
+
 def test_platt_matches_weighted_maximum_likelihood():
     linear_model = pytest.importorskip("sklearn.linear_model")
     rng = np.random.default_rng(3)

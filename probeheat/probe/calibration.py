@@ -295,14 +295,49 @@ def recall_at_fprs_many(scores, labels, fprs: tuple[float, ...] = FPRS, level: f
     if pos.shape[1] == 0 or neg.shape[1] == 0:
         nan = np.full((C, F), np.nan)
         return nan, nan.copy(), nan.copy()
-    rng = np.random.default_rng(seed)
-    ip = rng.integers(0, pos.shape[1], (n_boot, pos.shape[1]))
-    ineg = rng.integers(0, neg.shape[1], (n_boot, neg.shape[1]))
+    ip, ineg = stratified_indices(pos.shape[1], neg.shape[1], n_boot, seed)
     estimate = _recalls(pos[:, None, :], neg[:, None, :], fprs)[:, 0]  # [C, F]
     boot = _recalls(pos[:, ip], neg[:, ineg], fprs)  # [C, n_boot, F]
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=1)
     return estimate, lo, hi
+
+
+def stratified_indices(n_pos: int, n_neg: int, n_boot: int, seed
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The resamples shared by a position's cells: [n_boot, n_pos] indices into the
+    positives and [n_boot, n_neg] into the negatives, from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_pos, (n_boot, n_pos)), rng.integers(0, n_neg, (n_boot, n_neg))
+
+
+def ece_ci_many(probs, labels, level: float = 0.95, n_boot: int = N_BOOT, seed=0,
+                bins: int = BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each cell's ECE over the stratified resamples of
+    :func:`stratified_indices` (the same ones recall's interval uses for that seed):
+    ``probs`` [C, m] of the same m rows, ``labels`` [m]; returns (lo, hi), each [C].
+    Each resample's ECE is :func:`ece` of its rows (positives' then negatives')."""
+    P = np.asarray(probs, dtype=np.float64)
+    P = P.reshape(1, -1) if P.ndim == 1 else P
+    y = _binary(labels, P.shape[1])
+    pos, neg = P[:, y == 1], P[:, y == 0]
+    C = P.shape[0]
+    if pos.shape[1] == 0 or neg.shape[1] == 0:
+        return np.full(C, np.nan), np.full(C, np.nan)
+    ip, ineg = stratified_indices(pos.shape[1], neg.shape[1], n_boot, seed)
+    p = np.concatenate([pos[:, ip], neg[:, ineg]], axis=-1)  # [C, R, m]
+    t = np.r_[np.ones(ip.shape[1]), np.zeros(ineg.shape[1])]
+    idx = np.minimum(np.floor(p * bins).astype(np.int64), bins - 1)
+    key = (np.arange(C * n_boot).reshape(C, n_boot, 1) * bins + idx).ravel()
+    size = C * n_boot * bins
+    count = np.bincount(key, minlength=size).reshape(C, n_boot, bins)
+    sum_p = np.bincount(key, weights=p.ravel(), minlength=size).reshape(C, n_boot, bins)
+    sum_y = np.bincount(key, weights=np.broadcast_to(t, p.shape).ravel(),
+                        minlength=size).reshape(C, n_boot, bins)
+    boot = np.abs(sum_p - sum_y).sum(-1) / p.shape[-1]  # = sum count/N |mean p - rate|
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=1)
+    return lo, hi
 
 
 def _recalls(pos: np.ndarray, neg: np.ndarray, fprs) -> np.ndarray:

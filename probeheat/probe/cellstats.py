@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import BINS, N_BOOT, ece, probability_map, recall_at_fprs_many
+from .calibration import BINS, N_BOOT, ece, ece_ci_many, probability_map, recall_at_fprs_many
 from .metrics import delong_ci, roc_auc
 
 # grid metrics (FORMAT.md): name -> false-positive rate
 RECALLS = {"recall_at_fpr1": 0.01, "recall_at_fpr5": 0.05}
 CAL_METRICS = ("ece", *RECALLS)
-CAL_KEYS = ("ece", *(f"{name}{end}" for name in RECALLS for end in ("", "_lo", "_hi")))
+CAL_KEYS = tuple(f"{name}{end}" for name in CAL_METRICS for end in ("", "_lo", "_hi"))
 OOF_FOLDS = 5
 
 
@@ -47,12 +47,16 @@ def calibrate_cells(out, cols, test: tuple, train: list | None, *, probabilities
     labels) pair per cell for Platt scaling (unused, may be None, when ``probabilities``);
     ``seed`` seeds the shared bootstrap."""
     scores, y = test
+    probs = np.empty(np.shape(scores))
     for k, c in enumerate(cols):
         mapping = probability_map(probabilities, *(train[k] if train else (None, None)))
-        value, curve = ece(mapping(scores[k]), y, BINS)
+        probs[k] = mapping(scores[k])
+        value, curve = ece(probs[k], y, BINS)
         out.cal["ece"][c] = value
         out.reliability[c] = np.stack([curve.mean_prob, curve.observed,
                                        curve.count.astype(np.float64)])
+    out.cal["ece_lo"][list(cols)], out.cal["ece_hi"][list(cols)] = \
+        ece_ci_many(probs, y, level, N_BOOT, seed, BINS)
     recall, lo, hi = recall_at_fprs_many(scores, y, tuple(RECALLS.values()), level, N_BOOT,
                                          seed)
     for f, name in enumerate(RECALLS):
@@ -85,7 +89,8 @@ def calibration_meta(probabilities_by: str) -> dict:
                "width bins of [0, 1] (sum of count / N x |mean probability - error rate|)",
         "recall": "recall of label 1 at a threshold on the test negatives' scores keeping "
                   "the false-positive rate at most 1% / 5% (probe/calibration.py)",
-        "interval": "recall_*_lo/_hi: stratified percentile bootstrap, 1000 resamples "
+        "interval": "ece_lo/_hi and recall_*_lo/_hi: stratified percentile bootstrap, "
+                    "1000 resamples (the same ones for ECE and recall) "
                     "drawn once per split and position (shared by its layers and heads), "
                     "rng numpy default_rng([split seed, position index]); per seed, bounds "
                     "averaged over seeds",
