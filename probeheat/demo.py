@@ -29,8 +29,8 @@ EXACT = ("exact_answer_before_first", "exact_answer_first", "exact_answer_last",
          "exact_answer_after_last")
 
 
-def paths(root: Path, limit: int) -> dict[str, Path]:
-    name = f"{DATASET}-{MODEL}-{limit}"
+def paths(root: Path, limit: int, model: str = MODEL) -> dict[str, Path]:
+    name = f"{DATASET}-{model}-{limit}"
     return {
         "run": root / "runs" / name,
         "grid": root / "grids" / name,
@@ -42,16 +42,16 @@ def paths(root: Path, limit: int) -> dict[str, Path]:
 
 
 def demo(limit: int = DEFAULT_LIMIT, root: Path = Path("artifacts"), *, quiet: bool = False,
-         batch_size: int = 32, max_new_tokens: int = 48) -> dict[str, Path]:
+         batch_size: int = 32, max_new_tokens: int = 48, model: str = MODEL) -> dict[str, Path]:
     from .bundle import open_grid, verify_bundle
     from .probe.grid import make_grid
     from .run.config import RunConfig
     from .run.pipeline import run
 
-    out, timings = paths(root, limit), {}
-    common = dict(model=MODEL, dataset=DATASET, limit=limit, seed=0, batch_size=batch_size,
+    out, timings = paths(root, limit, model), {}
+    common = dict(model=model, dataset=DATASET, limit=limit, seed=0, batch_size=batch_size,
                   max_new_tokens=max_new_tokens, resume=True, quiet=quiet)
-    argv = ["python", "-m", "probeheat.demo", "--limit", str(limit)]
+    argv = ["python", "-m", "probeheat.demo", "--limit", str(limit), "--model", model]
     with timed(timings, "run"):
         run(RunConfig(out=out["run"], **common), argv=argv)
     with timed(timings, "probe"):
@@ -61,7 +61,7 @@ def demo(limit: int = DEFAULT_LIMIT, root: Path = Path("artifacts"), *, quiet: b
                       baselines=False, **common), argv=argv)
         make_grid(out["sym_run"], out["sym_grid"], overwrite=True, progress=not quiet)
     with timed(timings, "export"):
-        export(open_grid(out["grid"]), out, limit)
+        export(open_grid(out["grid"]), out, limit, model)
     problems = [p for key in ("run", "grid", "sym_run", "sym_grid")
                 for p in verify_bundle(out[key])]
     if problems:
@@ -81,13 +81,13 @@ class timed:
         self.timings[self.key] = time.perf_counter() - self.started
 
 
-def export(grid, out: dict[str, Path], limit: int) -> None:
+def export(grid, out: dict[str, Path], limit: int, model: str = MODEL) -> None:
     from .figures import export_grid
 
     out["png"].parent.mkdir(parents=True, exist_ok=True)
     for key in ("png", "pdf"):
         export_grid(grid, out[key], mark_best=True, baselines=True, width="double",
-                    title=f"{MODEL} on {DATASET} (n={limit})")
+                    title=f"{model} on {DATASET} (n={limit})")
 
 
 def policy_rows(grid) -> dict[str, tuple[float, float, int]]:
@@ -149,12 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m probeheat.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="questions (default %(default)s)")
+    parser.add_argument("--model", default=MODEL,
+                        help="a built-in model, e.g. gemma3-270m after `make gemma` "
+                             "(default %(default)s)")
     parser.add_argument("--root", type=Path, default=Path("artifacts"), help="where bundles and figures go")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
         with terminate_as_interrupt():
-            demo(args.limit, args.root, quiet=args.quiet)
+            demo(args.limit, args.root, quiet=args.quiet, model=args.model)
     except UserError as exc:
         print(f"probeheat demo: {exc.line()}", file=sys.stderr)
         return exc.exit_code
