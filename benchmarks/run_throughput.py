@@ -16,6 +16,9 @@ On the 2-core development machine (shared, load average ~3), 1 torch thread was 
 both approaches (2 threads were 2-5x slower under load) and batch 32 was best for probeheat:
 ~5.9x examples/s, 32/32 identical generations, max |diff| 4e-4 on values up to ~720.
 
+Then the peers researchers use instead, nnsight and TransformerLens (benchmarks/peers.py,
+under --peer-python; skipped with the install command when missing), at --peer-batch-sizes.
+
     python benchmarks/run_throughput.py                       # 32 world-facts questions
     python benchmarks/run_throughput.py --n 16 --batch-sizes 16 --threads 1 2
 """
@@ -71,14 +74,20 @@ def worker(args) -> None:
     start, cpu = time.perf_counter(), cpu_seconds()
     run = {"baseline": baseline, "probeheat": probeheat, "plain": plain,
            "sampled": sampled}[args.worker]
-    gen, acts, mask = run(loaded, prompts, args)
-    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    result = run(loaded, prompts, args)
+    save_result(args, time.perf_counter() - start, cpu_seconds() - cpu, loaded_rss, result,
+                prompts)
+
+
+def save_result(args, seconds: float, cpu: float, loaded_rss: float, result, prompts=None):
+    """A worker's timing, peak RSS, answers and (gen, acts, mask) into args.out(.json/.npz)."""
+    gen, acts, mask = result
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     np.savez(args.out, acts=acts, mask=mask)
     Path(args.out + ".json").write_text(json.dumps({
         "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, "loaded_rss_mb": loaded_rss,
         "held_mb": max(HELD, default=0) / 2**20, "answers": len(gen),
-        "generated": gen, "n_tokens": sum(len(g) for g in gen)}))
+        "generated": gen, "n_tokens": sum(len(g) for g in gen), "prompts": prompts}))
 
 
 def cpu_seconds() -> float:
@@ -178,13 +187,20 @@ def sampled(loaded, prompts, args):
     return gen, np.zeros((1,), np.float32), np.zeros((1,), bool)
 
 
-def launch(kind: str, threads: int, batch_size: int, args, tmp: Path) -> dict:
+def launch(kind: str, threads: int, batch_size: int, args, tmp: Path, *,
+           runner: tuple = (sys.executable, __file__), extra: tuple | list = (),
+           fatal: bool = True) -> dict:
+    """One worker (runner: python, script) in its own process; fatal=False returns
+    {"error": its last line} on failure."""
     out = str(tmp / f"{kind}-t{threads}-b{batch_size}")
-    cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(threads),
+    cmd = [*runner, "--worker", kind, "--threads", str(threads),
            "--batch-size", str(batch_size), "--n", str(args.n), "--model", args.model,
            "--max-new-tokens", str(args.max_new_tokens), "--mode", args.mode, "--out", out,
-           "--samples", str(args.samples)]
+           "--samples", str(args.samples), *extra]
     done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    if done.returncode and not fatal:
+        lines = [x for x in done.stderr.splitlines() if x.strip()] or ["(no message)"]
+        return {"kind": kind, "batch": batch_size, "error": lines[-1].strip()}
     if done.returncode:
         sys.exit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
     result = json.loads(Path(out + ".json").read_text())
@@ -243,6 +259,12 @@ def main() -> None:
                         help="K for the sampled-answers comparison (default: %(default)s)")
     parser.add_argument("--no-plain", action="store_true",
                         help="skip the plain-generate and sampled comparisons")
+    parser.add_argument("--peers", nargs="*", default=["nnsight", "tlens"],
+                        choices=["nnsight", "tlens"],
+                        help="peer libraries to measure (none: --peers with no names)")
+    parser.add_argument("--peer-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="the Python the peers are installed in (default: this one)")
     parser.add_argument("--worker", choices=["baseline", "probeheat", "plain", "sampled"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
@@ -251,10 +273,11 @@ def main() -> None:
     if args.worker:
         args.threads = args.threads[0]
         return worker(args)
+    args.model_dir = args.model
     if args.model == "smollm2-135m-instruct":
         from probeheat.models.builtin import provision
 
-        provision(args.model)  # convert once, outside the timed workers
+        args.model_dir = provision(args.model)[0]  # convert once, outside the timed workers
     print(f"{args.n} questions, max_new_tokens={args.max_new_tokens}, {os.cpu_count()} CPUs, "
           f"model {args.model}, probeheat mode {args.mode}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,6 +287,10 @@ def main() -> None:
         base, best = max(bases, key=lambda r: r["ex_s"]), max(ours, key=lambda r: r["ex_s"])
         if not args.no_plain:
             limits(best, args, Path(tmp))
+        if args.peers:
+            import peers  # benchmarks/peers.py, beside this script
+
+            peers.run_peers(best, args, Path(tmp))
     print(f"\nbest baseline: threads={base['threads']}; best probeheat: threads="
           f"{best['threads']} batch={best['batch']}")
     print(f"examples/s ratio (probeheat / baseline): {best['ex_s'] / base['ex_s']:.2f}x "
