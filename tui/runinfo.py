@@ -26,21 +26,11 @@ from probeheat.bundle.lock import LOCK_NAME
 from probeheat.bundle.records import check_records
 from probeheat.bundle.run import RUN_META, SHARD_DIR, SHARD_RE
 from probeheat.errors import UserError
+from probeheat.probe.metrics import wilson  # noqa: F401 (also imported from here)
 
 PARTIAL = ".partial"
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 FILTERS = ("all", "correct", "wrong", "no exact answer")
 NO_CATEGORY = "(none)"
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion k/n (95% by default)."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # -- one record -----------------------------------------------------------------------------

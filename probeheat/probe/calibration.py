@@ -330,7 +330,6 @@ def ece_ci_many(probs, labels, level: float = 0.95, n_boot: int = N_BOOT, seed=0
     idx = np.minimum(np.floor(p * bins).astype(np.int64), bins - 1)
     key = (np.arange(C * n_boot).reshape(C, n_boot, 1) * bins + idx).ravel()
     size = C * n_boot * bins
-    count = np.bincount(key, minlength=size).reshape(C, n_boot, bins)
     sum_p = np.bincount(key, weights=p.ravel(), minlength=size).reshape(C, n_boot, bins)
     sum_y = np.bincount(key, weights=np.broadcast_to(t, p.shape).ravel(),
                         minlength=size).reshape(C, n_boot, bins)

@@ -174,3 +174,13 @@ def adjust_p(p_values, method: str = "bh") -> np.ndarray:
     result = out.ravel()
     result[order] = np.minimum(adjusted, 1.0)
     return result.reshape(p.shape)
+
+
+def wilson(k: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95% by default); (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
