@@ -28,12 +28,11 @@ import io
 import json
 import math
 import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .bundle import Bundle, open_bundle
 from .bundle.records import Record
 from .errors import UserError
@@ -412,23 +411,8 @@ def write_table(columns: dict[str, list], out: str | Path, where: str = "-o") ->
     out = Path(out)
     fmt = table_format(out, where)
     writer = {"csv": _write_csv, "json": _write_json, "parquet": _write_parquet}[fmt]
-    _write_atomic(out, lambda handle: writer(columns, handle))
+    write_atomically(out, lambda handle: writer(columns, handle))
     return out
-
-
-def _write_atomic(out: Path, write: Callable) -> None:
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise UserError(str(out), f"cannot write ({exc.strerror or exc})",
-                        "choose a writable path") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _plain(value):

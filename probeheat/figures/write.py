@@ -7,12 +7,11 @@ old file (or nothing) in place.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import write_atomically
 from ..errors import UserError
 from .draw import _fontsize, _rc, build_generalization_figure, build_grid_figure
 from .options import FigureOptions, output_format, parse_panels
@@ -46,19 +45,8 @@ def save_figure(fig: Figure, out: Path, fmt: str, dpi: int = 200) -> Path:
     _no_ligatures(fig)
     metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None},
                 "svg": {"Date": None}}[fmt]
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        # os.open with 0o666 lets the umask decide permissions, like any other new file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi, metadata=metadata)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise UserError(str(out), f"cannot write ({exc.strerror or exc})",
-                        "choose a writable path") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(out, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi,
+                                                     metadata=metadata))
     return out
 
 
