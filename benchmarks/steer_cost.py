@@ -132,6 +132,9 @@ def main() -> None:
     print(f"  of which answering {timing['answers_s']:.1f} s, KL {timing['kl_s']:.1f} s (a "
           "fixed cost: 36 vectors x 20 texts, whatever the number of questions)")
     print(f"ratio sweep / plain: {steered / plain:.2f}x (target <= 1.2)")
+    per_plain, per_sweep = plain / answers, timing["answers_s"] / rows
+    print(f"per answer generated (answering only, without the KL): {per_sweep * 1e3:.1f} ms "
+          f"against {per_plain * 1e3:.1f} ms plain, {per_sweep / per_plain:.2f}x")
 
 
 if __name__ == "__main__":

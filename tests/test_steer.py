@@ -249,6 +249,32 @@ def test_arguments_are_checked_before_anything_is_read():
             parse_cell(bad)
 
 
+def test_the_verdict_is_one_line_in_the_issues_form():
+    from probeheat.steer.metrics import sweep_table, verdict
+
+    alphas, Q = [-4.0, 0.0, 4.0], 100
+    correct = np.zeros((3, 3, Q), bool)
+    for d, counts in enumerate([(20, 29, 40), (27, 29, 30), (28, 29, 29)]):
+        for a, k in enumerate(counts):
+            correct[a, d, :k] = True
+    changed = correct ^ correct[1:2]
+    kl = np.array([[0.5, 0.1, 0.2], [0.0, 0.0, 0.0], [0.021, 0.3, 0.1]])
+    table = sweep_table(alphas, ["probe", "random-1", "random-2"], correct, changed,
+                        np.zeros((3, 3, Q)), kl)
+    line = verdict(table, 23, "exact_answer_last")
+    assert line.startswith("probe direction at L23 exact_answer_last: accuracy 0.29 → 0.40 "
+                           "[0.31, 0.50] at α=+4; random directions: 0.29–0.30; KL 0.021; "
+                           "11% of answers changed, McNemar p ")
+    assert "\n" not in line and "inside" not in line
+    steady = correct.copy()
+    steady[:, 0] = correct[1, 0]  # the probe's direction moves nothing; the random ones do
+    flat = sweep_table(alphas, ["probe", "random-1", "random-2"], steady,
+                       np.zeros_like(changed), np.zeros((3, 3, Q)), kl)
+    assert verdict(flat, 5, "-1").startswith(
+        "probe direction at L5 -1: accuracy 0.29 at every α (-4..+4); random directions: "
+        "0.27–0.30; KL up to 0.5")
+
+
 def test_wilson_and_mcnemar_by_hand():
     lo, hi = wilson(29, 100)
     assert abs(lo - 0.2096) < 1e-3 and abs(hi - 0.3863) < 1e-3
@@ -298,6 +324,17 @@ def tiny_run(tiny_model_folder, tmp_path_factory):
     return {"root": root, "run": out, "grid": grid, "other_grid": other_grid}
 
 
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: refusals must come before it."""
+    import probeheat.models
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr(probeheat.models, "load_model", refuse)
+
+
 def steer_cli(tiny_run, out, *extra):
     return cli("steer", tiny_run["run"], "--grid", tiny_run["grid"], "--out", out,
                "--random-directions", "2", "--limit", "4", "--quiet", *extra)
@@ -326,7 +363,8 @@ def test_the_bundle_verifies_inspects_and_draws(tiny_run, tmp_path):
     assert bundle.verdict.startswith("probe direction at L1 exact_answer_last: accuracy ")
     figure = cli("export", out, "-o", tmp_path / "steer.pdf")
     assert figure.code == 0, figure.err
-    assert (tmp_path / "steer.pdf").stat().st_size > 1000
+    assert_steer_pdf(tmp_path / "steer.pdf")
+    assert_band_is_the_random_range(bundle)
     # a changed byte is noticed
     path = out / "steer.safetensors"
     data = bytearray(path.read_bytes())
@@ -335,10 +373,70 @@ def test_the_bundle_verifies_inspects_and_draws(tiny_run, tmp_path):
     assert cli("verify", out).code == 1
 
 
-def test_a_grid_of_another_run_is_one_line(tiny_run, tmp_path):
+def assert_steer_pdf(path):
+    """Read the PDF back: one page whose drawing fills the random band's grey and strokes
+    the probe's line in its blue (matplotlib writes colours as `r g b rg` / `RG`)."""
+    import zlib
+
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) == 1
+    streams = b"".join(zlib.decompress(m) for m in
+                       re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S)
+                       if m[:1] == b"x")
+
+    def colour(hex_colour, op):  # 10 decimals; a grey has the grey operator, g / G
+        r, g, b = (f"{int(hex_colour[i:i + 2], 16) / 255:.10f}".rstrip("0")
+                   for i in (1, 3, 5))
+        return (f"{r} {op[-1]}" if r == g == b else f"{r} {g} {b} {op}").encode()
+
+    from probeheat.figures.steer import BAND_COLOUR, PROBE_COLOUR
+
+    assert re.search(rb"\b" + re.escape(colour(BAND_COLOUR, "rg")) + rb"\b", streams)  # band
+    assert re.search(rb"\b" + re.escape(colour(PROBE_COLOUR, "RG")) + rb"\b", streams)  # line
+
+
+def assert_band_is_the_random_range(bundle):
+    """The grey band spans the random directions' lowest to highest accuracy per alpha."""
+    from probeheat.figures.options import FigureOptions
+    from probeheat.figures.steer import _figure
+
+    table = bundle.table()
+    alphas = np.asarray(bundle.alphas)
+    ax = _figure(bundle, table, alphas, FigureOptions(), (3.25, 2.4)).axes[0]
+    band = ax.collections[0].get_paths()[0].vertices
+    rand = table["accuracy"][:, 1:]
+    for k, alpha in enumerate(alphas):
+        ys = band[np.isclose(band[:, 0], alpha), 1]
+        assert np.isclose(ys.min(), rand[k].min()) and np.isclose(ys.max(), rand[k].max())
+    probe_line = [line for line in ax.lines if line.get_marker() == "o"][0]
+    assert np.allclose(probe_line.get_ydata(), table["accuracy"][:, 0])
+
+
+def test_a_grid_of_another_run_is_one_line(tiny_run, tmp_path, no_model):
     result = cli("steer", tiny_run["run"], "--grid", tiny_run["other_grid"], "--out",
                  tmp_path / "s", "--quiet")
     assert result.one_line and "was made from run" in result.err
+
+
+def test_grids_steer_cannot_use_are_refused_by_name():
+    from types import SimpleNamespace
+
+    from probeheat.steer.sweep import check_same_run
+
+    run = SimpleNamespace(id="run-1", content_hash="abc", path="runs/r")
+
+    def grid(**probe):
+        return SimpleNamespace(path="grids/g", run_ref={"id": "run-1", "content_hash": "abc"},
+                               meta={"probe": {"site": "resid", **probe}})
+
+    check_same_run(run, grid(family="logistic"))
+    with pytest.raises(UserError, match="mass-mean family"):
+        check_same_run(run, grid(family="mass-mean"))
+    with pytest.raises(UserError, match="probes the head site"):
+        check_same_run(run, grid(site="head"))
+    with pytest.raises(UserError, match="was made from run"):
+        check_same_run(SimpleNamespace(id="run-1", content_hash="other", path="r"), grid())
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -348,8 +446,11 @@ def test_a_grid_of_another_run_is_one_line(tiny_run, tmp_path):
     (["--alphas", "nan,1"], "not a finite number"),
     (["--alphas", "1,inf"], "not a finite number"),
     (["--random-directions", "0"], "--random-directions"),
+    (["--alphas", "1,,2"], "not a comma list"),
+    (["--cell", "first_answer"], "not LAYER:POSITION"),
 ])
-def test_bad_input_is_one_line_before_the_model_loads(tiny_run, tmp_path, extra, expected):
+def test_bad_input_is_one_line_before_the_model_loads(tiny_run, tmp_path, no_model, extra,
+                                                      expected):
     result = steer_cli(tiny_run, tmp_path / "s", *extra)
     assert result.one_line and expected in result.err, result.err
     assert not (tmp_path / "s").exists()
@@ -374,7 +475,10 @@ def test_the_unsteered_answers_must_be_the_runs(tiny_run, tmp_path, monkeypatch)
 
 def test_open_bundle_knows_the_kind(tiny_run, tmp_path):
     out = tmp_path / "steer"
-    assert steer_cli(tiny_run, out, "--alphas", "-2,0,2", "--at", "prompt").code == 0
+    result = steer_cli(tiny_run, out, "--alphas", "-2,2", "--at", "prompt")
+    assert result.code == 0, result.err
+    assert "--alphas had no 0; added it" in result.err  # said even with --quiet
     bundle = open_bundle(out)
     assert bundle.kind == "steer" and bundle.meta["at"] == "prompt"
+    assert bundle.alphas == [-2.0, 0.0, 2.0]
     assert bundle.meta["questions"]["n"] == 4

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of the run (default: %(default)s)")
     p.add_argument("--limit", type=int, help="only the first N of those questions")
     p.add_argument("--batch-size", type=int, help="rows per batch (default: the run's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; "
+                                               "1 is steadier on a shared machine)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where the model runs (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -66,13 +68,13 @@ def settings_of(args):
     from ..steer.settings import SteerSettings, parse_alphas, parse_cell
 
     alphas, added = parse_alphas(args.alphas)
-    if added and not args.quiet:
+    if added:  # said even with --quiet: the sweep is not quite the one asked for
         print("probeheat steer: --alphas had no 0; added it (the unsteered answers every "
               "alpha is compared with)", file=sys.stderr)
     return SteerSettings(alphas=alphas, cell=parse_cell(args.cell),
                          n_random=args.random_directions, seed=args.seed, at=args.at,
                          questions=args.questions, limit=args.limit,
-                         batch_size=args.batch_size, device=args.device,
+                         batch_size=args.batch_size, device=args.device, threads=args.threads,
                          progress="quiet" if args.quiet else args.log_format)
 
 

@@ -14,23 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
+from ..probe.metrics import wilson  # noqa: F401 (the steer tests import it from here)
 from .settings import format_alpha
-
-Z95 = NormalDist().inv_cdf(0.975)
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n; (nan, nan) for n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mcnemar_exact(before: np.ndarray, after: np.ndarray) -> float:
@@ -99,20 +87,30 @@ def headline(table: SweepTable) -> int:
 
 
 def verdict(table: SweepTable, layer: int, position: str) -> str:
-    """``probe direction at L23 exact_answer_last: accuracy 0.29 -> 0.35 [0.31, 0.39] at
-    alpha=+4 (McNemar p 0.01); random directions: 0.28-0.30; KL 0.02``."""
+    """One line, in the issue's form: ``probe direction at L23 exact_answer_last: accuracy
+    0.29 → 0.35 [0.31, 0.39] at α=+4; random directions: 0.28–0.30; KL 0.02`` (then the
+    share of answers that changed and the McNemar p against the unsteered answers). The
+    random band is the random directions' lowest to highest accuracy at the same alpha;
+    when no alpha moves the probe's accuracy, over every alpha."""
     zero, a = table.alphas.index(0.0), headline(table)
     acc = table.accuracy
     head = f"probe direction at L{layer} {position}: accuracy {acc[zero, 0]:.2f}"
     if a == zero:
-        return (head + f" at every alpha ({format_alpha(min(table.alphas))}.."
-                f"{format_alpha(max(table.alphas))}); changed answers at most "
-                f"{table.changed[:, 0].max():.0%}; KL up to {np.nanmax(table.kl[:, 0]):.2g}")
+        rand = acc[:, 1:]
+        return (head + f" at every α ({format_alpha(min(table.alphas))}.."
+                f"{format_alpha(max(table.alphas))})" + _band(rand)
+                + f"; KL up to {np.nanmax(table.kl[:, 0]):.2g}; changed answers at most "
+                f"{table.changed[:, 0].max():.0%}")
     rand = acc[a, 1:]
-    inside = rand.min() <= acc[a, 0] <= rand.max()
-    return (head + f" -> {acc[a, 0]:.2f} [{table.accuracy_lo[a, 0]:.2f}, "
-            f"{table.accuracy_hi[a, 0]:.2f}] at alpha={format_alpha(table.alphas[a])} "
-            f"(McNemar p {table.p_vs_unsteered[a, 0]:.2g}, {table.changed[a, 0]:.0%} of answers "
-            f"changed); random directions: {rand.min():.2f}-{rand.max():.2f}"
-            + (" (the probe's is inside that band)" if inside else "")
-            + f"; KL {table.kl[a, 0]:.2g}")
+    inside = rand.size and rand.min() <= acc[a, 0] <= rand.max()
+    return (head + f" → {acc[a, 0]:.2f} [{table.accuracy_lo[a, 0]:.2f}, "
+            f"{table.accuracy_hi[a, 0]:.2f}] at α={format_alpha(table.alphas[a])}"
+            + _band(rand) + (" (the probe's is inside that band)" if inside else "")
+            + f"; KL {table.kl[a, 0]:.2g}; {table.changed[a, 0]:.0%} of answers changed, "
+            f"McNemar p {table.p_vs_unsteered[a, 0]:.2g}")
+
+
+def _band(rand: np.ndarray) -> str:
+    if not rand.size:
+        return "; no random directions"
+    return f"; random directions: {np.nanmin(rand):.2f}–{np.nanmax(rand):.2f}"

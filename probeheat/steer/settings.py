@@ -28,6 +28,7 @@ class SteerSettings:
     batch_size: int | None = None  # None: the run's
     device: str = "auto"
     progress: str = "auto"
+    threads: int | None = None  # torch CPU threads (None: torch's choice)
 
     def __post_init__(self) -> None:
         check_choice("--at", self.at, AT)
@@ -38,6 +39,8 @@ class SteerSettings:
             check_count("--limit", self.limit, 1, None)
         if self.batch_size is not None:
             check_count("--batch-size", self.batch_size, 1, None)
+        if self.threads is not None:
+            check_count("--threads", self.threads, 1, None)
         if 0.0 not in self.alphas or list(self.alphas) != sorted(set(self.alphas)):
             raise ValueError("alphas must be sorted, distinct and include 0 (parse_alphas)")
 

@@ -96,6 +96,10 @@ def check_same_run(run, grid) -> None:
     if target != "correct" or grid.meta.get("label", "incorrect") != "incorrect":
         raise UserError(str(grid.path), f"its probes predict {target!r}, not an incorrect "
                         "answer", "steer a grid probed with the default target")
+    family = (grid.meta.get("probe") or {}).get("family", "logistic")
+    if family != "logistic":
+        raise UserError(str(grid.path), f"its probes are of the {family} family; steer refits "
+                        "the cell's logistic probe", "steer a grid probed with --probe logistic")
     site = (grid.meta.get("probe") or {}).get("site", "resid")
     if site != "resid":
         raise UserError(str(grid.path), f"probes the {site} site; steering adds to the "
@@ -186,6 +190,8 @@ def load_machine(job: Plan) -> Machine:
     if not job.settings.progress == "quiet":
         print(f"loading {model.get('model_id')} ...", file=sys.stderr)
     _quiet_transformers()
+    if job.settings.threads:  # on a shared CPU, torch's default oversubscribes badly
+        torch.set_num_threads(job.settings.threads)
     loaded = load_model(str(model.get("model_id")), device=job.settings.device,
                         dtype=str(meta.get("compute_dtype") or "float32"))
     if model.get("revision") and loaded.info.get("revision") != model.get("revision"):
