@@ -289,3 +289,17 @@ def test_select_refuses_what_it_cannot_use(tmp_path):
     assert good.returncode == 0 and "McNemar" in good.stderr
     summary = json.loads(cli("inspect", tmp_path / "s", "--json").stdout)
     assert summary["kind"] == "selection" and "probe-selected" in summary["verdict"]
+
+
+def test_selection_at_an_exact_answer_cell_of_a_study_rule_run_carries_a_caution(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", n=200, n_layers=2, hidden=8, samples=4,
+                              signal=3.0)
+    grid = make_grid(run, tmp_path / "g", progress=False, controls=False)
+    names = open_run(run).samples["positions"]
+    exact = next(p for p in names if p.startswith("exact_answer"))
+    other = next(p for p in names if not p.startswith("exact_answer"))
+    cautious = open_selection(make_selection(run, grid, tmp_path / "a", cell=f"1:{exact}"))
+    assert "study's exact-answer rule" in cautious.meta["caution"]
+    plain = open_selection(make_selection(run, grid, tmp_path / "b", cell=f"1:{other}"))
+    assert "caution" not in plain.meta
+    assert verify_bundle(cautious.path) == []

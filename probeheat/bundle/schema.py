@@ -334,7 +334,7 @@ SELECTION_FIELDS: dict[str, Check] = {
 SELECTION_OPTIONAL: dict[str, Check] = {
     "id": STR, "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
     "interval": STR, "paired_test": STR, "rules": STRINGS, "seed": INT,
-    "by_type": obj(optional={}),
+    "by_type": obj(optional={}), "caution": STR,
 }
 
 

@@ -42,6 +42,8 @@ def run(args) -> int:
               file=sys.stderr)
         for line in table_lines(sel.table):
             print("  " + line, file=sys.stderr)
+        if sel.meta.get("caution"):
+            print(f"  caution: {sel.meta['caution']}", file=sys.stderr)
         if q.get("no_scorable_sample"):
             print(f"  {q['no_scorable_sample']} questions had no sample with that position "
                   "(the probe took sample 0 there)", file=sys.stderr)

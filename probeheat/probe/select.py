@@ -275,9 +275,25 @@ def make_selection(run_path, grid_path, out_path, *, cell: str | None = None, se
         **{key: run.meta[key] for key in ("model", "dataset") if run.meta.get(key)},
         "versions": {"probeheat": __version__, "numpy": np.__version__},
     }
+    warning = span_caution(run, facts["position"])
+    if warning:
+        meta["caution"] = warning
     tensors = {"rows": sel.rows, "choice": sel.choice, "scores": sel.scores,
                **{f"{m}_correct": sel.correct[m] for m in METHODS}}
     return write_selection(out_path, meta, tensors, overwrite=overwrite)
+
+
+def span_caution(run, position: str) -> str | None:
+    """Why a probe at this position may choose by the grade itself: under the study's
+    exact-answer rule a correct sample's span is a gold alias (the grade picks the span),
+    so a probe at an exact-answer position can read the span choice (README)."""
+    if not position.startswith("exact_answer") or \
+            run.meta.get("exact_answer_rule", "study") != "study":
+        return None
+    return (f"{position} under the study's exact-answer rule: a sample's span is found "
+            "with its grade (a correct one's is a gold alias), so the probe can choose by "
+            "the span itself; compare --cell LAYER:-1, or a run with --exact-answer "
+            "symmetric")
 
 
 def _split_seed(grid) -> int | None:
