@@ -205,9 +205,9 @@ def test_baselines_table_holds_the_baseline_tensors(made):
                                                            strict=True)] == [True] * len(table)
 
 
-def test_a_grid_without_baselines_gives_no_rows_and_the_reason():
-    table = probeheat.open(SAMPLE_GRID).baselines()
-    assert len(table) == 0 and "format 1.1" in table.attrs["absent"]
+def test_a_grid_without_baselines_gives_no_rows_and_the_reason(made):
+    table = probeheat.open(made["sparse"]).baselines()  # probed with controls=False
+    assert len(table) == 0 and "names no baselines" in table.attrs["absent"]
 
 
 # ---------------------------------------------------------------- runs

