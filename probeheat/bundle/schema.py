@@ -222,6 +222,9 @@ RUN_OPTIONAL: dict[str, Check] = {
                              "greedy_in_samples": BOOL, "capture": STR, "error_types": STR})),
     "heads": nullable(obj({"n_heads": is_int(1), "head_dim": is_int(1)},
                           {"module": STR, "what": STR})),
+    "baselines": nullable(obj(optional={"absent": STR, "category_column": OPT_STR,
+                                        "group_column": OPT_STR, "p_true": obj(),
+                                        "token_logprobs": STR})),
 }
 
 
@@ -245,7 +248,15 @@ PROBE = obj(optional={
     "solver": STR, "objective": STR, "C": is_number, "standardize": BOOL, "preset": OPT_STR,
     "test_fraction": nullable(is_number), "seeds": list_of(INT), "site": STR, "tol": is_number,
     "max_iter": is_int(1), "interval": STR, "min_train_per_class": is_int(0),
-    "min_test_per_class": is_int(0), "transfer": STR, "family": STR})
+    "min_test_per_class": is_int(0), "transfer": STR, "family": STR, "correction": STR,
+    "device": STR, "exclude_clamped": BOOL, "permutations": is_int(0), "target": STR})
+_STR_OR_STRINGS = lambda v: None if isinstance(v, str) else STRINGS(v)  # noqa: E731
+_NUMBERS = lambda v: None if isinstance(v, dict) and not any(  # noqa: E731
+    is_number(x) for x in v.values()) else f"{_short(v)} is not an object of numbers"
+_CALIBRATION = obj(optional={
+    "metrics": list_of(is_str, unique=True), "lower_is_better": list_of(is_str, unique=True),
+    "bins": is_int(1), "fprs": _NUMBERS, "n_boot": is_int(1), "probabilities": STR,
+    "ece": STR, "recall": STR, "interval": STR, "reliability": STR})
 _HEADS = obj({"n_heads": is_int(1), "head_dim": is_int(1),
               "positions": list_of(is_str, unique=True, nonempty=True)},
              {"module": nullable(STR), "columns": STR})
@@ -261,7 +272,13 @@ GRID_OPTIONAL: dict[str, Check] = {
     "label": STR, "target": STR, "label_meaning": STR, "score": STR, "title": STR, "probe": PROBE,
     "model": MODEL, "dataset": DATASET, "versions": STRINGS, "created": STR,
     "not_converged": list_of(obj({"layer": INT, "position": STR}, {"seed": nullable(INT)})),
-    "heads": _HEADS, "calibration": obj(),
+    "heads": _HEADS, "calibration": _CALIBRATION,
+    "baselines": obj(optional={"names": list_of(is_str, unique=True), "descriptions": STRINGS,
+                               "absent": _STR_OR_STRINGS, "best": OPT_STR,
+                               "orientation": STR}),
+    "controls": obj(optional={"paired_test": STR, "permutation": obj(optional={
+        "cells": STR, "k": is_int(0), "median": list_of(nullable(is_number)),
+        "p95": list_of(nullable(is_number)), "split_seed": nullable(INT), "what": STR})}),
 }
 
 
