@@ -154,6 +154,7 @@ class Bundle:
 
     kind = ""
     meta_file = ""
+    tensors_file = ""  # the kind's safetensors file, for tensor_names and read_tensor
 
     def __init__(self, root: Path, manifest: dict):
         self.path = root
@@ -188,6 +189,21 @@ class Bundle:
 
     def check_meta(self, meta: dict, where: str) -> None:
         """Each kind checks its metadata against the format (schema.check_*_meta)."""
+
+    @cached_property
+    def tensor_names(self) -> list[str]:
+        """The tensors ``tensors_file`` holds (its header only)."""
+        with open_tensors(self.member(self.tensors_file)) as f:
+            return list(f.keys())
+
+    def read_tensor(self, name: str, spec: tuple | None) -> np.ndarray:
+        """A tensor of ``tensors_file``, with the (dtype, shape) ``spec`` checked where
+        given; a missing tensor is damage."""
+        path = self.member(self.tensors_file)
+        if name not in self.tensor_names:
+            raise UserError(str(path), f"tensor {name!r} is missing", DAMAGED_FIX)
+        with open_tensors(path) as f:
+            return get_tensor(f, name, path, *(spec or (None, None)))
 
     def require(self, key: str):
         if key not in self.meta:

@@ -141,6 +141,7 @@ class GridValues:
 class GridBundle(Bundle):
     kind = "grid"
     meta_file = GRID_META
+    tensors_file = GRID_TENSORS
 
     def check_meta(self, meta: dict, where: str) -> None:
         check_grid_meta(meta, where)
@@ -171,12 +172,6 @@ class GridBundle(Bundle):
             raise ValueError(f"{self.path} is not a head grid")
         p, H = list(heads["positions"]).index(position), int(heads["n_heads"])
         return list(range(p * H, (p + 1) * H))
-
-    @cached_property
-    def tensor_names(self) -> list[str]:
-        path = self.member(GRID_TENSORS)
-        with open_tensors(path) as f:
-            return list(f.keys())
 
     def tensor(self, name: str) -> np.ndarray:
         """A tensor of grid.safetensors, its dtype, shape and values checked against the

@@ -10,13 +10,12 @@ Layout (artifacts/FORMAT.md, "Selection bundle")::
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .base import Bundle, BundleWriter, get_tensor, open_tensors
+from .base import Bundle, BundleWriter
 from .manifest import DAMAGED_FIX
 from .schema import check_selection_meta
 
@@ -28,6 +27,7 @@ METHODS = ("greedy", "random", "majority", "probe")
 class SelectionBundle(Bundle):
     kind = "selection"
     meta_file = SELECTION_META
+    tensors_file = SELECTION_TENSORS
 
     def check_meta(self, meta: dict, where: str) -> None:
         check_selection_meta(meta, where)
@@ -41,11 +41,6 @@ class SelectionBundle(Bundle):
     def n_questions(self) -> int:
         return int(self.require("questions")["n"])
 
-    @cached_property
-    def tensor_names(self) -> list[str]:
-        with open_tensors(self.member(SELECTION_TENSORS)) as f:
-            return list(f.keys())
-
     def _spec(self, name: str) -> tuple[str, list[int | None]] | None:
         Q, K = self.n_questions, int(self.require("samples")["k"])
         specs = {"rows": ("I64", [Q]), "choice": ("I64", [Q]), "scores": ("F32", [Q, K])}
@@ -53,13 +48,10 @@ class SelectionBundle(Bundle):
         return specs.get(name)
 
     def tensor(self, name: str) -> np.ndarray:
-        path = self.member(SELECTION_TENSORS)
-        if name not in self.tensor_names:
-            raise UserError(str(path), f"tensor {name!r} is missing", DAMAGED_FIX)
-        with open_tensors(path) as f:
-            values = get_tensor(f, name, path, *(self._spec(name) or (None, None)))
+        values = self.read_tensor(name, self._spec(name))
         if name.endswith("_correct") and not np.isin(values, (0, 1)).all():
-            raise UserError(str(path), f"tensor {name!r} holds values other than 0 and 1",
+            raise UserError(str(self.path / SELECTION_TENSORS),
+                            f"tensor {name!r} holds values other than 0 and 1",
                             DAMAGED_FIX)
         return values
 

@@ -11,13 +11,12 @@ Layout (artifacts/FORMAT.md, "Steer bundle")::
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .base import Bundle, BundleWriter, get_tensor, open_tensors, read_json
+from .base import Bundle, BundleWriter, read_json
 from .manifest import DAMAGED_FIX
 from .schema import check_steer_meta
 
@@ -33,6 +32,7 @@ PER_QUESTION = {"correct": "I8", "answer_changed": "I8", "probe_scores": "F32"} 
 class SteerBundle(Bundle):
     kind = "steer"
     meta_file = STEER_META
+    tensors_file = STEER_TENSORS
 
     def check_meta(self, meta: dict, where: str) -> None:
         check_steer_meta(meta, where)
@@ -65,20 +65,10 @@ class SteerBundle(Bundle):
         specs.update({n: (t, [A, D, Q]) for n, t in PER_QUESTION.items()})
         return specs.get(name)
 
-    @cached_property
-    def tensor_names(self) -> list[str]:
-        with open_tensors(self.member(STEER_TENSORS)) as f:
-            return list(f.keys())
-
     def tensor(self, name: str) -> np.ndarray:
         """A tensor of steer.safetensors, its dtype, shape and values checked."""
-        path = self.member(STEER_TENSORS)
-        if name not in self.tensor_names:
-            raise UserError(str(path), f"tensor {name!r} is missing", DAMAGED_FIX)
-        spec = self._spec(name)
-        with open_tensors(path) as f:
-            values = get_tensor(f, name, path, *(spec or (None, None)))
-        check_steer_values(name, values, path)
+        values = self.read_tensor(name, self._spec(name))
+        check_steer_values(name, values, self.path / STEER_TENSORS)
         return values
 
     def table(self) -> dict[str, np.ndarray]:
