@@ -119,8 +119,6 @@ def test_every_option_has_help_with_its_default(command):
 
 def test_readmes_notebook_example_runs(tmp_path):
     """The python block of README's notebook section runs as written (on the sample bundles)."""
-    pytest.importorskip("pandas")
-    pytest.importorskip("sklearn")
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("### In a notebook", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
