@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from probeheat.bundle import GridBundle, open_bundle
-from probeheat.bundle.grid import best_index
+from probeheat.bundle.grid import LOWER_IS_BETTER, best_index
 from probeheat.errors import UserError
 from probeheat.selection import ALL, select_layers, select_positions
 
@@ -54,9 +54,6 @@ def column_headers(positions: list[str], width: int) -> list[str]:
             heads[i] = head[: max(0, width - len(suffix))] + suffix
         seen.setdefault(heads[i], i)
     return heads
-
-
-LOWER_IS_BETTER = ("ece",)  # metrics whose best cell is the lowest (grid.json may add more)
 
 
 def best_of(values: np.ndarray, lower: bool = False) -> tuple[int, int] | None:

@@ -19,10 +19,10 @@ WIDTHS = {"single": 3.25, "double": 6.75}
 FORMATS = (".png", ".pdf", ".svg")
 DEFAULT_RANGE = (0.5, 1.0)
 # Metrics whose values do not live in 0.5..1: their default colour range. ECE is drawn on
-# a reversed ramp (figures/view.py): lower is better, so well-calibrated cells are dark.
+# a reversed ramp (figures/view.py; bundle/grid.py LOWER_IS_BETTER): lower is better, so
+# well-calibrated cells are dark.
 METRIC_RANGES = {"ece": (0.0, 0.3), "recall_at_fpr1": (0.0, 1.0),
                  "recall_at_fpr5": (0.0, 1.0)}
-LOWER_IS_BETTER = ("ece",)
 
 
 class Highlight(NamedTuple):

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle.grid import best_index
+from ..bundle.grid import LOWER_IS_BETTER, best_index
 from ..errors import UserError
 from ..selection import select_layers, select_positions
 from .options import (
-    LOWER_IS_BETTER,
     FigureOptions,
     Highlight,
     check_range,

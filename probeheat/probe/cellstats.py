@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle.grid import LOWER_IS_BETTER
 from .calibration import BINS, N_BOOT, ece, ece_ci_many, probability_map, recall_at_fprs_many
 from .metrics import delong_ci, roc_auc
 
@@ -82,7 +83,7 @@ def oof_scores(family: str, Xtr: np.ndarray, ytr: np.ndarray, settings, seed: in
 def calibration_meta(probabilities_by: str) -> dict:
     """grid.json's ``calibration`` object: what the calibration metrics are."""
     return {
-        "metrics": list(CAL_METRICS), "lower_is_better": ["ece"], "bins": BINS,
+        "metrics": list(CAL_METRICS), "lower_is_better": list(LOWER_IS_BETTER), "bins": BINS,
         "fprs": dict(RECALLS), "n_boot": N_BOOT,
         "probabilities": probabilities_by,
         "ece": "expected calibration error of the test rows' probabilities over 10 equal-"
