@@ -3,7 +3,8 @@
 Baseline in the same run: `python -c "import json, numpy"`, the floor of any command that
 reads JSON and numbers (interpreter start plus numpy). Target: inspect <= 2x that. Each
 command runs in a fresh process, interleaved with the others, ``--repeat`` times; the
-median and the minimum are printed with the ratios.
+median and the minimum are printed with the ratios. probeheat's bytecode is compiled
+first, as an install does (benchmarks/bytecode.py).
 
     python benchmarks/cli_startup.py [--repeat 15]
 """
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bytecode import compile_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "artifacts" / "samples" / "run-synthetic"
@@ -33,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
+    compile_project()
     py = sys.executable
     commands = {
         'python -c "import json, numpy"': [py, "-c", "import json, numpy"],

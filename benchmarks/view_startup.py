@@ -9,6 +9,8 @@
    repaint for a cursor move and for a colour-range change (which restyles every cell).
    Baseline: the same cells as a Textual DataTable with styled cells (and a Footer).
 
+probeheat's bytecode is compiled first, as an install does (benchmarks/bytecode.py).
+
     python benchmarks/view_startup.py [--repeat 7] [--keys 20]
 """
 
@@ -26,27 +28,34 @@ import tempfile
 import time
 from pathlib import Path
 
+from bytecode import compile_project
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+# One tmux server of our own for the whole benchmark, kept alive by a idle session: without
+# it the server exits with each timed session and the next start can race its shutdown.
+TMUX = ["tmux", "-L", f"probeheat-bench-{os.getpid()}"]
+
+
 def tmux_time_to(command: str, ready: re.Pattern, cwd: Path, timeout: float = 60.0) -> float:
     """Seconds from starting command in a fresh tmux session until ready matches the screen."""
-    name = f"probeheat-bench-{os.getpid()}-{time.monotonic_ns()}"
+    name = f"run-{time.monotonic_ns()}"
     line = f"cd {shlex.quote(str(cwd))} && {command}; sleep 30"
     start = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", line],
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "120", "-y", "40", line],
                    check=True)
     try:
         while time.perf_counter() - start < timeout:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+            screen = subprocess.run([*TMUX, "capture-pane", "-p", "-t", name],
                                     capture_output=True, text=True).stdout
             if ready.search(screen):
                 return time.perf_counter() - start
             time.sleep(0.005)
         raise RuntimeError(f"{command!r}: not ready after {timeout} s:\n{screen}")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
 
 
 def startup(work: Path, repeat: int) -> dict[str, list[float]]:
@@ -62,10 +71,14 @@ def startup(work: Path, repeat: int) -> dict[str, list[float]]:
     minimal = f"{python} {shlex.quote(str(minimal_script))}"
     times: dict[str, list[float]] = {"probeheat view": [], "minimal Textual app": [],
                                      "import torch": []}
-    for _ in range(repeat):  # interleaved, so that drift in machine load hits all alike
-        times["probeheat view"].append(tmux_time_to(view, last_row, work))
-        times["minimal Textual app"].append(tmux_time_to(minimal, re.compile("READY"), work))
-        times["import torch"].append(tmux_time_to(torch, re.compile("READY"), work))
+    subprocess.run([*TMUX, "new-session", "-d", "-s", "keeper", "sleep 100000"], check=True)
+    try:
+        for _ in range(repeat):  # interleaved, so that drift in machine load hits all alike
+            times["probeheat view"].append(tmux_time_to(view, last_row, work))
+            times["minimal Textual app"].append(tmux_time_to(minimal, re.compile("READY"), work))
+            times["import torch"].append(tmux_time_to(torch, re.compile("READY"), work))
+    finally:
+        subprocess.run([*TMUX, "kill-server"], capture_output=True)
     return times
 
 
@@ -175,15 +188,20 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20, help="key presses timed (20)")
     parser.add_argument("--baseline-keys", type=int, default=20,
                         help="key presses timed on the DataTable baseline (20)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="time the start-up alone (part 1), not the key presses")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, TERM inside tmux: "
           f"tmux-256color, load average {os.getloadavg()[0]:.1f} (other work on the machine "
           "slows both sides of each ratio alike, the absolute times more)")
+    compile_project()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         times = startup(work, args.repeat)
         report("Start-up to the first full frame, 32x15 grid, tmux 120x40 (target: <= 1.5x "
                "the minimal Textual app)", times, "minimal Textual app")
+        if args.startup_only:
+            return
         keys = key_repaint(work, args.keys, args.baseline_keys)
         for what in ("first frame", "cursor move", "colour range"):
             report(f"80x512 grid, Pilot 160x50: {what}" + (" (key press to repaint)"
