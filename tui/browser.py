@@ -10,10 +10,11 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from . import keys
 from .commands import ScreenCommands
+from .keybar import KeyBar
 from .model import BundleEntry, find_bundles
 from .runinfo import describe_partial, find_partials
 
@@ -35,7 +36,7 @@ class BrowserScreen(Screen):
         yield Static(f" Bundles under {self.root}", id="title", markup=False)
         yield DataTable(cursor_type="row", zebra_stripes=True)
         yield Static(id="status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.action_rescan()

@@ -15,11 +15,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from probeheat.errors import UserError
 
 from . import keys
+from .keybar import KeyBar
 from .model import Example, GridModel, cell_detail
 from .run_screen import clip
 from .samples import (
@@ -69,7 +70,7 @@ class DetailScreen(ModalScreen):
                 yield Static(id="detail-filter")
                 yield DataTable(id="detail-examples", cursor_type="row", zebra_stripes=True)
                 yield Static(id="detail-status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def body(self):
         text = detail_text(self.detail, self.metric, tables=not self.sampled)

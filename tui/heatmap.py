@@ -104,6 +104,7 @@ class HeatmapView(ScrollView, can_focus=True):
         self.hover: tuple[int, int] | None = None
         self.anchor: tuple[int, int] | None = None  # first corner of a region being marked
         self.cell_width = MIN_CELL
+        self._layout_width = -1  # the width the cells were fitted to
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._styles: dict[tuple, Style] = {}
         # Called synchronously on every cursor move, so that whoever shows the cell (the
@@ -128,27 +129,46 @@ class HeatmapView(ScrollView, can_focus=True):
         self.frame = frame
         self.cursor_row = min(self.cursor_row, max(0, self.n_rows - 1))
         self.cursor_col = min(self.cursor_col, max(0, self.n_cols - 1))
-        self._relayout()
+        self._relayout(new_frame=True)
 
-    def _relayout(self) -> None:
-        width = self.scrollable_content_region.width or self.size.width
+    def _relayout(self, new_frame: bool = False) -> None:
+        """Fit the cells to the width; the rows drawn so far stay cached unless the frame
+        or the cell width changed (a resize to the same width redraws nothing)."""
+        width = self._content_width()
+        self._layout_width = width
         fit = (width - self.label_width) // max(1, self.n_cols)
-        self.cell_width = max(MIN_CELL, min(MAX_CELL, fit))
+        cell_width = max(MIN_CELL, min(MAX_CELL, fit))
+        if not new_frame and cell_width == self.cell_width and hasattr(self, "_headers"):
+            return
+        self.cell_width = cell_width
         self._headers = column_headers(self.frame.col_names, self.cell_width - 1)
         self.virtual_size = Size(self.label_width + self.n_cols * self.cell_width,
                                  HEADER_LINES + self.n_rows)
         self._strips.clear()
-        self._styles.clear()
         self.refresh()
+
+    def _content_width(self) -> int:
+        return self.scrollable_content_region.width or self.size.width
 
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
         self.call_after_refresh(self.scroll_to_cursor)
 
     def notify_style_update(self) -> None:
+        """New CSS (a theme, a class): redraw, unless the styles the cells use are the same
+        (focus changes no style of this widget, so gaining it redraws nothing)."""
         super().notify_style_update()
-        self._strips.clear()
-        self._styles.clear()
+        signature = self._style_signature()
+        if signature is None or signature != getattr(self, "_signature", None):
+            self._strips.clear()
+            self._styles.clear()
+        self._signature = signature
+
+    def _style_signature(self) -> tuple | None:
+        if not self.is_mounted:
+            return None
+        return (self.rich_style, *(self.get_component_rich_style(name, partial=True)
+                                   for name in sorted(self.COMPONENT_CLASSES)))
 
     # -- cursor ---------------------------------------------------------------------------
 
@@ -248,6 +268,8 @@ class HeatmapView(ScrollView, can_focus=True):
         return boxes
 
     def render_line(self, y: int) -> Strip:
+        if self._layout_width != self._content_width():  # the first frame comes before
+            self._relayout()  # on_resize: fit the cells to the width it is drawn at
         width = self.size.width
         sx, sy = int(self.scroll_x), int(self.scroll_y)
         row = -1 if y < HEADER_LINES else sy + y - HEADER_LINES

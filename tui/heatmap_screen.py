@@ -11,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static, Tab, Tabs
+from textual.widgets import Static
 
 from probeheat.bundle import open_grid
 from probeheat.errors import UserError
@@ -19,6 +19,7 @@ from probeheat.errors import UserError
 from . import keys
 from .commands import ScreenCommands
 from .heatmap import BaselineStrip, Box, ColorBar, HeatFrame, HeatmapView, box_of
+from .keybar import KeyBar
 from .model import GridModel, diff_values
 from .screens import PickScreen, PromptScreen, TextScreen
 
@@ -88,6 +89,8 @@ class HeatmapScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="title", markup=False)
         if len(self.states) > 1:
+            from textual.widgets import Tab, Tabs  # several grids only
+
             yield Tabs(*[Tab(s.model.tab_name, id=f"grid-{i}")
                          for i, s in enumerate(self.states)])
         with Horizontal(id="grid-area"):
@@ -95,7 +98,7 @@ class HeatmapScreen(Screen):
             yield ColorBar()
             yield BaselineStrip()
         yield Static(id="status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(BaselineStrip).display = self.app.size.width >= STRIP_MIN_WIDTH
@@ -216,7 +219,7 @@ class HeatmapScreen(Screen):
     def on_heatmap_view_cell_chosen(self, event: HeatmapView.CellChosen) -> None:
         self.open_detail(event.row, event.col)
 
-    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+    def on_tabs_tab_activated(self, event) -> None:  # Tabs.TabActivated
         index = int(event.tab.id.split("-")[1])
         if index != self.active:
             self.view.anchor = None

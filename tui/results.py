@@ -17,13 +17,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from probeheat.bundle import open_bundle
 from probeheat.errors import UserError
 
 from . import keys
 from .commands import ScreenCommands
+from .keybar import KeyBar
 from .runinfo import label, shown_path
 from .samples import filter_label
 
@@ -220,7 +221,7 @@ class ResultScreen(Screen):
             for i, part in enumerate(self.parts):
                 yield Static(part, id=f"result-part-{i}", classes="result-part")
         yield Static(id="status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#result-body").focus()

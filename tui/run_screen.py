@@ -15,12 +15,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from probeheat.errors import UserError
 
 from . import keys
 from .commands import ScreenCommands
+from .keybar import KeyBar
 from .runinfo import (
     FILTERS,
     RunInfo,
@@ -175,7 +176,7 @@ class RunScreen(Screen):
             yield Input(placeholder="/ search: question, answer, gold, exact answer, id",
                         id="run-search")
         yield Static(id="status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.show_info()

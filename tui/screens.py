@@ -8,9 +8,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from . import keys
+from .keybar import KeyBar
 from .model import CellDetail, Example
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
@@ -29,7 +30,7 @@ class MessageScreen(Screen):
         with Vertical(id="message"):
             yield Label(self.title_text, id="message-title")
             yield Static("\n".join(self.lines), id="message-body", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -6,31 +6,49 @@ metadata, records and tensors are read when asked for, one layer at a time.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from .base import Bundle, BundleWriter, read_manifest
 from .grid import GeneralizationBundle, GridBundle, write_generalization, write_grid
 from .manifest import FORMAT_NAME, FORMAT_VERSION
-from .run import RunAlreadyComplete, RunBundle, RunWriter, tensor_name
-from .selection import SelectionBundle, write_selection
-from .steer import SteerBundle, write_steer
-from .verify import verify_bundle
 
-KIND_CLASSES: dict[str, type[Bundle]] = {
-    "run": RunBundle,
-    "grid": GridBundle,
-    "generalization": GeneralizationBundle,
-    "steer": SteerBundle,
-    "selection": SelectionBundle,
+if TYPE_CHECKING:
+    from .run import RunAlreadyComplete, RunBundle, RunWriter, tensor_name
+    from .selection import SelectionBundle, write_selection
+    from .steer import SteerBundle, write_steer
+    from .verify import verify_bundle
+
+# The other kinds' modules load when first named (`from probeheat.bundle import RunBundle`
+# works as before): the viewer and `inspect GRID` need the grid reader alone.
+LAZY = {
+    "RunAlreadyComplete": ".run", "RunBundle": ".run", "RunWriter": ".run",
+    "tensor_name": ".run", "SelectionBundle": ".selection", "write_selection": ".selection",
+    "SteerBundle": ".steer", "write_steer": ".steer", "verify_bundle": ".verify",
 }
+KIND_CLASSES: dict[str, tuple[str, str]] = {  # kind: (module, class)
+    "run": (".run", "RunBundle"),
+    "grid": (".grid", "GridBundle"),
+    "generalization": (".grid", "GeneralizationBundle"),
+    "steer": (".steer", "SteerBundle"),
+    "selection": (".selection", "SelectionBundle"),
+}
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_bundle(path: str | Path) -> Bundle:
     """Open any bundle kind; raises UserError (one line) for anything that is not a sound bundle."""
     root = Path(path)
     manifest = read_manifest(root)
-    return KIND_CLASSES[manifest["kind"]](root, manifest)
+    module, name = KIND_CLASSES[manifest["kind"]]
+    return getattr(importlib.import_module(module, __name__), name)(root, manifest)
 
 
 def _open_kind(path: str | Path, kind: str, fix: str) -> Bundle:

@@ -57,6 +57,7 @@ def check_paths(paths) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import gc
     import math
     from pathlib import Path
 
@@ -66,7 +67,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--vmin", f"{args.vmin} is not below --vmax {args.vmax}",
                         "pass a range such as --vmin 0.5 --vmax 1.0")
     paths = [Path(p) for p in args.paths]
-    check_paths(paths)
-    from probeheat.tui.app import run_viewer
-
+    # Start-up creates ~100k objects (numpy, Textual, the viewer's modules) that live as
+    # long as the app; collecting them again and again was about a tenth of the time to
+    # the first frame. The collector pauses while they are made and then freezes them
+    # (keeps them out of later collections); it runs as usual for what the app allocates.
+    gc.disable()
+    try:
+        check_paths(paths)
+        from probeheat.tui.app import run_viewer
+    finally:
+        gc.freeze()
+        gc.enable()
     return run_viewer(paths, metric=args.metric, vmin=args.vmin, vmax=args.vmax)
