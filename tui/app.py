@@ -37,8 +37,14 @@ class ViewerApp(App):
         self.options = dict(metric=metric, vmin=vmin, vmax=vmax)
         self.started = False
 
+    def get_default_screen(self):
+        """The first screen is the bottom of the stack (one screen composed, not a blank
+        default under it); any screens over it are pushed once the app is mounted."""
+        self._first_screens = self.first_screens()
+        return self._first_screens[0]
+
     def on_mount(self) -> None:
-        for screen in self.first_screens():
+        for screen in self._first_screens[1:]:
             self.push_screen(screen)
         self.started = True
         self.check_size(self.size)

@@ -344,7 +344,7 @@ class HeatmapScreen(Screen):
         if self.view.anchor is not None:
             self.view.anchor = None
             self.show_state()
-        elif len(self.app.screen_stack) > 2:
+        elif len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
     def action_help(self) -> None:

@@ -240,7 +240,7 @@ class ResultScreen(Screen):
             self.app.open_run(found)
 
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
     def action_help(self) -> None:

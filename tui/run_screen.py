@@ -375,7 +375,7 @@ class RunScreen(Screen):
     def action_back(self) -> None:
         if isinstance(self.focused, Input):
             self.query_one("#run-examples", DataTable).focus()
-        elif len(self.app.screen_stack) > 2:
+        elif len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
     def action_help(self) -> None:

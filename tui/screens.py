@@ -33,7 +33,7 @@ class MessageScreen(Screen):
         yield KeyBar()
 
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
     def action_help(self) -> None:
