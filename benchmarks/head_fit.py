@@ -62,6 +62,7 @@ class Comparison:
     max_dauc: float
     max_dcoef: float  # max over cells of max |delta coef| / max |coef|
     auc_range: tuple[float, float]
+    newton_steps: int  # Newton iterations summed over the cells (batched fit)
 
 
 def compare(layers: int, heads: int, n_train: int, d: int, seed: int = 0,
@@ -82,7 +83,8 @@ def compare(layers: int, heads: int, n_train: int, d: int, seed: int = 0,
     dcoef = max(float(np.abs(batched.coef[b] - m.coef).max() / np.abs(m.coef).max())
                 for b, m in enumerate(loop))
     return Comparison(X.shape[0], t1 - t0, t2 - t1, float(np.abs(auc_loop - auc_batched).max()),
-                      dcoef, (float(auc_loop.min()), float(auc_loop.max())))
+                      dcoef, (float(auc_loop.min()), float(auc_loop.max())),
+                      int(batched.n_iter.sum()))
 
 
 def main(argv: list[str] | None = None) -> Comparison:
@@ -109,7 +111,37 @@ def main(argv: list[str] | None = None) -> Comparison:
     print(f"speed-up: {r.loop_s / r.batched_s:.1f}x")
     print(f"max |delta AUC| {r.max_dauc:.2e}; max |delta coef| / max |coef| {r.max_dcoef:.2e}; "
           f"test AUCs {r.auc_range[0]:.3f}..{r.auc_range[1]:.3f}")
+    floor = hessian_floor(r, args.n_train, args.head_dim, threads)
+    print(f"floor: {r.newton_steps} Newton steps x a float32 half Hessian at this machine's "
+          f"GEMM rate on {threads} thread(s) ({floor.gflops:.0f} GFLOP/s, measured now) = "
+          f"{floor.seconds:.2f} s; a 10x speed-up leaves {r.loop_s / 10:.2f} s "
+          f"({floor.seconds / (r.loop_s / 10):.2f}x of it is the Hessians alone)")
     return r
+
+
+@dataclass
+class Floor:
+    gflops: float
+    seconds: float  # the batched fit's Hessian products alone, at that rate
+
+
+def hessian_floor(r: Comparison, n: int, d: int, threads: int) -> Floor:
+    """Time the Hessian-shaped float32 product (X^T (w X), n x d) on this machine now; the
+    batched fit's Hessians are 3/4 of that product (the lower block triangle) per step."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        X, w = torch.randn(n, d), torch.rand(n, 1)
+        for _ in range(5):
+            X.T @ (X * w)
+        reps = 50
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            X.T @ (X * w)
+        per = (time.perf_counter() - t0) / reps
+    finally:
+        torch.set_num_threads(before)
+    return Floor(2 * n * d * d / per / 1e9, r.newton_steps * 0.75 * per)
 
 
 if __name__ == "__main__":
