@@ -14,6 +14,8 @@ times, the ratio and the largest |delta AUC| (and |delta coef|, relative) over a
     python benchmarks/head_fit.py            # 32 layers x 32 heads, n_train 2000, head_dim 128
     python benchmarks/head_fit.py --quick    # 4 x 4 cells, n_train 400, head_dim 32
     python benchmarks/head_fit.py --threads 2   # the batched fit on two threads
+    python benchmarks/head_fit.py --device cuda # both on a GPU: the loop as `probe
+                                                # --device cuda` fits cells, one by one
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from probeheat.probe.batched import fit_logistic_batched
 from probeheat.probe.metrics import roc_auc
-from probeheat.probe.solver import fit_logistic
+from probeheat.probe.solver import LogisticModel, fit_logistic, prepare, solve
 from probeheat.probe.splits import stratified_split
 
 
@@ -65,18 +67,40 @@ class Comparison:
     newton_steps: int  # Newton iterations summed over the cells (batched fit)
 
 
+def loop_fit(Xtr: np.ndarray, ytr: np.ndarray, device: str) -> list[LogisticModel]:
+    """The per-cell loop: fit_logistic on the CPU; on a GPU, each cell as `probe --device
+    cuda` fits it (solver.prepare + solver.solve on the device, one cell at a time)."""
+    if device == "cpu":
+        return [fit_logistic(Xtr[b], ytr) for b in range(Xtr.shape[0])]
+    out = []
+    for b in range(Xtr.shape[0]):
+        Xs, mean, scale = prepare(Xtr[b], True, torch.float32, device)
+        fit = solve(Xs, torch.as_tensor(ytr, dtype=torch.float64), 1.0, 1e-8, 100)
+        out.append(LogisticModel(fit.w.numpy(), fit.b, mean, scale, fit.n_iter,
+                                 fit.converged, fit.objective))
+    return out
+
+
+def _sync(device: str) -> None:
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
 def compare(layers: int, heads: int, n_train: int, d: int, seed: int = 0,
-            threads: int = 1) -> Comparison:
+            threads: int = 1, device: str = "cpu") -> Comparison:
     n = round(n_train / 0.8)
     X, y = planted_heads(layers, heads, n, d, seed)
     train, test = stratified_split(y, 0.2, seed)
     Xtr, Xte, ytr, yte = X[:, train], X[:, test], y[train], y[test]
+    _sync(device)
     t0 = time.perf_counter()
-    loop = [fit_logistic(Xtr[b], ytr) for b in range(X.shape[0])]
+    loop = loop_fit(Xtr, ytr, device)
     loop_scores = [m.decision_function(Xte[b]) for b, m in enumerate(loop)]
+    _sync(device)
     t1 = time.perf_counter()
-    batched = fit_logistic_batched(Xtr, ytr, threads=threads)
+    batched = fit_logistic_batched(Xtr, ytr, threads=threads, device=device)
     batched_scores = batched.decision_function(Xte)
+    _sync(device)
     t2 = time.perf_counter()
     auc_loop = np.array([roc_auc(yte, s) for s in loop_scores])
     auc_batched = np.array([roc_auc(yte, s) for s in batched_scores])
@@ -97,23 +121,28 @@ def main(argv: list[str] | None = None) -> Comparison:
     ap.add_argument("--quick", action="store_true", help="4 x 4 cells, n_train 400, head_dim 32")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for the batched fit (default 1, its default)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where both fits run (default cpu)")
     args = ap.parse_args(argv)
     if args.quick:
         args.layers, args.heads, args.n_train, args.head_dim = 4, 4, 400, 32
-    r = compare(args.layers, args.heads, args.n_train, args.head_dim, args.seed, args.threads)
+    r = compare(args.layers, args.heads, args.n_train, args.head_dim, args.seed, args.threads,
+                args.device)
     threads = args.threads
     print(f"{r.cells} cells ({args.layers} layers x {args.heads} heads), n_train "
-          f"{args.n_train}, head_dim {args.head_dim}; batched on {threads} torch threads, "
-          f"the loop as fit_logistic chooses (1 thread for cells this small)")
+          f"{args.n_train}, head_dim {args.head_dim}; device {args.device}; batched on "
+          f"{threads} torch threads, the loop as fit_logistic chooses (1 thread for cells "
+          "this small)")
     print(f"per-cell fit_logistic loop: {r.loop_s:8.2f} s  ({1e3 * r.loop_s / r.cells:.2f} ms/cell)")
     print(f"fit_logistic_batched:       {r.batched_s:8.2f} s  "
           f"({1e3 * r.batched_s / r.cells:.2f} ms/cell)")
     print(f"speed-up: {r.loop_s / r.batched_s:.1f}x")
     print(f"max |delta AUC| {r.max_dauc:.2e}; max |delta coef| / max |coef| {r.max_dcoef:.2e}; "
           f"test AUCs {r.auc_range[0]:.3f}..{r.auc_range[1]:.3f}")
-    floor = hessian_floor(r, args.n_train, args.head_dim, threads)
+    floor = hessian_floor(r, args.n_train, args.head_dim, threads, args.device)
     print(f"floor: {r.newton_steps} Newton steps x a float32 half Hessian at this machine's "
-          f"GEMM rate on {threads} thread(s) ({floor.gflops:.0f} GFLOP/s, measured now) = "
+          f"GEMM rate ({args.device}, {threads} CPU thread(s); {floor.gflops:.0f} GFLOP/s, "
+          "measured now) = "
           f"{floor.seconds:.2f} s; a 10x speed-up leaves {r.loop_s / 10:.2f} s "
           f"({floor.seconds / (r.loop_s / 10):.2f}x of it is the Hessians alone)")
     return r
@@ -125,19 +154,21 @@ class Floor:
     seconds: float  # the batched fit's Hessian products alone, at that rate
 
 
-def hessian_floor(r: Comparison, n: int, d: int, threads: int) -> Floor:
+def hessian_floor(r: Comparison, n: int, d: int, threads: int, device: str = "cpu") -> Floor:
     """Time the Hessian-shaped float32 product (X^T (w X), n x d) on this machine now; the
     batched fit's Hessians are 3/4 of that product (the lower block triangle) per step."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        X, w = torch.randn(n, d), torch.rand(n, 1)
+        X, w = torch.randn(n, d, device=device), torch.rand(n, 1, device=device)
         for _ in range(5):
             X.T @ (X * w)
         reps = 50
+        _sync(device)
         t0 = time.perf_counter()
         for _ in range(reps):
             X.T @ (X * w)
+        _sync(device)
         per = (time.perf_counter() - t0) / reps
     finally:
         torch.set_num_threads(before)

@@ -379,10 +379,13 @@ def batch_of_problems(B: int, n: int, d: int, seed: int = 0):
     (200, 16, 1.0, False),   # unscaled: float64 Hessians
     (60, 90, 1.0, True),     # d > n still exact, through the primal
 ])
-def test_batched_matches_a_loop_of_fit_logistic(n, d, C, standardize):
+def test_batched_matches_a_loop_of_fit_logistic(n, d, C, standardize, monkeypatch):
+    import probeheat.probe.batched as batched
+
     X, ys = batch_of_problems(5, n + 100, d, seed=d)
     Xtr, ytr = X[:, :n], ys[:, :n]
-    fit = fit_logistic_batched(Xtr, ytr, C=C, standardize=standardize, chunk=2)
+    monkeypatch.setattr(batched, "CHUNK_BYTES", 2 * n * d * 12)  # chunks of 2 problems
+    fit = fit_logistic_batched(Xtr, ytr, C=C, standardize=standardize)
     scores = fit.decision_function(X[:, n:])
     assert fit.converged.all()
     for b in range(5):
@@ -424,6 +427,50 @@ def test_batched_shares_one_label_vector():
     np.testing.assert_array_equal(shared.coef, each.coef)
     with pytest.raises(ValueError, match="both labels"):
         fit_logistic_batched(X, np.zeros(150))
+
+
+def test_batched_directions_one_product_equals_one_mv_per_problem():
+    from probeheat.probe.batched import _directions
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(4, 50, 7, dtype=torch.float64, generator=g)
+    dw = torch.randn(4, 7, dtype=torch.float64, generator=g)
+    one = _directions(X, dw, one_product=True)  # the GPU's route, here on the CPU
+    each = _directions(X, dw, one_product=False)
+    assert one.shape == (4, 50)
+    torch.testing.assert_close(one, each, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(each[2], X[2] @ dw[2])
+
+
+def test_head_grids_fit_on_the_settings_device(monkeypatch):
+    import probeheat.probe.heads as heads
+
+    seen = []
+    real = heads.fit_logistic_batched
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(heads, "fit_logistic_batched", spy)
+    X, ys = batch_of_problems(2, 80, 4)
+    settings = ProbeSettings(device="cpu")
+    heads._fit_heads(type("Out", (), {"n_iter": np.zeros(2), "converged": np.zeros(2)})(),
+                     [0, 1], (X[:, :60], ys[0, :60], X[:, 60:]), settings, 0)
+    assert seen == ["cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_batched_on_the_gpu_equals_the_cpu():
+    X, ys = batch_of_problems(6, 400, 32)
+    cpu = fit_logistic_batched(X[:, :300], ys[0, :300])
+    gpu = fit_logistic_batched(X[:, :300], ys[0, :300], device="cuda")
+    assert (gpu.n_iter == cpu.n_iter).all() and gpu.converged.all()
+    np.testing.assert_allclose(gpu.coef, cpu.coef, rtol=0, atol=1e-6 * np.abs(cpu.coef).max())
+    for b in range(6):
+        a = roc_auc(ys[0, 300:], cpu.decision_function(X[:, 300:])[b])
+        c = roc_auc(ys[0, 300:], gpu.decision_function(X[:, 300:])[b])
+        assert abs(a - c) <= 1e-6
 
 
 def test_head_benchmark_quick_mode_agrees(monkeypatch, capsys):

@@ -88,7 +88,8 @@ def _fit_heads(out, cols: list[int], data: tuple, settings: ProbeSettings, seed)
     Xtr, ytr, Xte = data
     if settings.family == "logistic":
         fit = fit_logistic_batched(Xtr, ytr, C=settings.C, standardize=settings.standardize,
-                                   tol=settings.tol, max_iter=settings.max_iter)
+                                   tol=settings.tol, max_iter=settings.max_iter,
+                                   device=settings.device)
         out.n_iter[cols], out.converged[cols] = fit.n_iter, fit.converged
         return fit.decision_function(Xte).astype(np.float32).astype(np.float64), None
     scores, train = [], []
