@@ -105,6 +105,7 @@ class HeatmapView(ScrollView, can_focus=True):
         self.anchor: tuple[int, int] | None = None  # first corner of a region being marked
         self.cell_width = MIN_CELL
         self._layout_width = -1  # the width the cells were fitted to
+        self._styles_changed, self._signature = True, None  # see notify_style_update
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._styles: dict[tuple, Style] = {}
         # Called synchronously on every cursor move, so that whoever shows the cell (the
@@ -155,20 +156,21 @@ class HeatmapView(ScrollView, can_focus=True):
         self.call_after_refresh(self.scroll_to_cursor)
 
     def notify_style_update(self) -> None:
-        """New CSS (a theme, a class): redraw, unless the styles the cells use are the same
-        (focus changes no style of this widget, so gaining it redraws nothing)."""
+        """New CSS (a theme, a class): the next render compares the styles the cells use
+        and redraws only if they changed (focus changes none, so gaining it redraws
+        nothing). Compared at render time: Textual calls this before it updates the
+        component classes' styles."""
         super().notify_style_update()
-        signature = self._style_signature()
-        if signature is None or signature != getattr(self, "_signature", None):
+        self._styles_changed = True
+
+    def _check_styles(self) -> None:
+        self._styles_changed = False
+        signature = (self.rich_style, *(self.get_component_rich_style(name, partial=True)
+                                        for name in sorted(self.COMPONENT_CLASSES)))
+        if signature != self._signature:
             self._strips.clear()
             self._styles.clear()
-        self._signature = signature
-
-    def _style_signature(self) -> tuple | None:
-        if not self.is_mounted:
-            return None
-        return (self.rich_style, *(self.get_component_rich_style(name, partial=True)
-                                   for name in sorted(self.COMPONENT_CLASSES)))
+            self._signature = signature
 
     # -- cursor ---------------------------------------------------------------------------
 
@@ -268,6 +270,8 @@ class HeatmapView(ScrollView, can_focus=True):
         return boxes
 
     def render_line(self, y: int) -> Strip:
+        if self._styles_changed:
+            self._check_styles()
         if self._layout_width != self._content_width():  # the first frame comes before
             self._relayout()  # on_resize: fit the cells to the width it is drawn at
         width = self.size.width

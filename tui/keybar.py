@@ -3,7 +3,8 @@
 One widget that renders one line of text. Textual's ``Footer`` mounts a widget per key in a
 scrolling container and composes them again once the bindings are known, which was about
 a tenth of the viewer's start-up (benchmarks/view_startup.py). The look follows the
-footer's theme variables; a click on a key presses it, as in Textual's footer.
+footer's theme variables; as in Textual's footer, a click on a key presses it and the
+mouse over a key shows its help as a tooltip.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Entry:
     display: str  # as the user types it
     description: str
     enabled: bool
+    tooltip: str = ""  # shown while the mouse is over the key
 
 
 class KeyBar(Widget, can_focus=False):
@@ -71,9 +73,9 @@ class KeyBar(Widget, can_focus=False):
         active = self.screen.active_bindings
         palette_key = self.app.COMMAND_PALETTE_BINDING if self.app.ENABLE_COMMAND_PALETTE else None
         shown, actions, palette = [], set(), None
-        for key, (_node, binding, enabled, _tooltip) in active.items():
+        for key, (_node, binding, enabled, tooltip) in active.items():
             entry = Entry(binding.key, self.app.get_key_display(binding), binding.description,
-                          enabled)
+                          enabled, tooltip or binding.tooltip or binding.description)
             if key == palette_key:
                 palette = entry
             elif binding.show and binding.action not in actions:
@@ -106,6 +108,13 @@ class KeyBar(Widget, can_focus=False):
 
     def entry_at(self, x: int) -> Entry | None:
         return next((entry for start, end, entry in self._spans if start <= x < end), None)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        entry = self.entry_at(event.x)
+        self.tooltip = entry.tooltip if entry is not None else None
+
+    def on_leave(self, event: events.Leave) -> None:
+        self.tooltip = None
 
     def on_click(self, event: events.Click) -> None:
         entry = self.entry_at(event.x)

@@ -39,8 +39,14 @@ KIND_CLASSES: dict[str, tuple[str, str]] = {  # kind: (module, class)
 
 def __getattr__(name: str):
     if name in LAZY:
-        return getattr(importlib.import_module(LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(LAZY[name], __name__), name)
+        globals()[name] = value  # found directly from now on
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | LAZY.keys())
 
 
 def open_bundle(path: str | Path) -> Bundle:

@@ -71,11 +71,15 @@ def run(args: argparse.Namespace) -> int:
     # long as the app; collecting them again and again was about a tenth of the time to
     # the first frame. The collector pauses while they are made and then freezes them
     # (keeps them out of later collections); it runs as usual for what the app allocates.
+    # A refused path freezes nothing, and a collector the caller had disabled stays so.
+    collecting = gc.isenabled()
     gc.disable()
     try:
         check_paths(paths)
         from probeheat.tui.app import run_viewer
-    finally:
+
         gc.freeze()
-        gc.enable()
+    finally:
+        if collecting:
+            gc.enable()
     return run_viewer(paths, metric=args.metric, vmin=args.vmin, vmax=args.vmax)
