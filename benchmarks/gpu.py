@@ -11,6 +11,9 @@
 2. Probes. A 33 x 15 grid of probes (n 4,000, d 4,096, planted signal, 80/20 split) on the
    device, against the CPU solver on the first --cpu-cells cells: seconds per cell and the
    ratio, with max |dAUC| on the cells both fitted.
+3. Head grid. benchmarks/head_fit.py on the device: 32 x 32 layer x head probes at one
+   position (n_train 2,000, head_dim 128, planted signal), the batched Newton against a
+   per-cell loop of the same solver on the same device (target >= 10x, identical AUCs).
 Peak GPU memory is printed for each part.
 
 Without a GPU (or with --tiny) the same code runs on a tiny config on the CPU, in seconds
@@ -26,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -160,6 +164,18 @@ def probes(tiny: bool, device: str, cpu_cells: int) -> dict:
         "peak_gb": peak_gb()}
 
 
+def heads(tiny: bool, device: str) -> dict:
+    """benchmarks/head_fit.py's comparison on the device (tiny: 4 x 4 cells, n 400, d 32)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from head_fit import compare
+
+    shape = (4, 4, 400, 32) if tiny else (32, 32, 2000, 128)
+    r = compare(*shape, device=device)
+    return {"cells": r.cells, "shape": list(shape), "loop_s": r.loop_s,
+            "batched_s": r.batched_s, "speedup": r.loop_s / r.batched_s,
+            "max_abs_dauc": r.max_dauc}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny config on the CPU")
@@ -200,6 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"s/cell on {min(args.cpu_cells, grid['cells'])} cells: "
           f"{per.get('cpu', float('nan')) / per['device']:.1f}x; max |dAUC| "
           f"{grid['max_abs_dauc']:.1e}; peak {grid['peak_gb']:.1f} GB", flush=True)
+    result["heads"] = heads(tiny, device)
+    h = result["heads"]
+    print(f"heads: {h['cells']} cells: per-cell loop {h['loop_s']:.2f} s, batched "
+          f"{h['batched_s']:.2f} s: {h['speedup']:.1f}x (target >= 10); max |dAUC| "
+          f"{h['max_abs_dauc']:.1e}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -20,4 +20,6 @@ def test_the_gpu_benchmark_runs_on_a_tiny_config(tmp_path, builtin_folder):
     assert data["tiny"] and data["capture"]["ratio_vs_plain_generate"] > 0
     assert data["capture"]["probeheat"]["tokens"] > 0
     assert data["probes"]["cells"] == 6 and data["probes"]["max_abs_dauc"] <= 1e-6
+    assert data["heads"]["cells"] == 16 and data["heads"]["max_abs_dauc"] <= 1e-6
+    assert data["heads"]["speedup"] > 0
     assert "probeheat / plain" in result.stdout
