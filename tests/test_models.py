@@ -185,6 +185,30 @@ def test_builtin_conversion_is_atomic_and_cached(monkeypatch, tmp_path):
     assert rev_new != rev and len(calls) == 2
 
 
+def test_converting_the_built_in_model_draws_no_third_party_bar(tmp_path, capfd):
+    """transformers' GGUF reader has a tqdm bar of its own; with bars disabled (a run
+    without --verbose) converting the real built-in model prints nothing."""
+    from transformers import modeling_gguf_pytorch_utils as gguf
+    from transformers.utils import logging as hf_logging
+
+    bar, enabled = gguf.tqdm, hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with builtin.quiet_gguf_bar():
+            assert gguf.tqdm is not bar  # silenced while bars are off
+        assert gguf.tqdm is bar
+        capfd.readouterr()
+        folder, _ = builtin.provision("smollm2-135m-instruct", tmp_path / "cache")
+        out, err = capfd.readouterr()
+        assert (folder / "config.json").exists()
+        assert "de-quantizing" not in out + err and "\r" not in err, err[-500:]
+        hf_logging.enable_progress_bar()
+        with builtin.quiet_gguf_bar():  # bars on (--verbose): the library's own bar stays
+            assert gguf.tqdm is bar
+    finally:
+        (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+
+
 # -- the real built-in model ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ the publisher's stated sum when there is one: parts from different versions neve
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -189,14 +191,38 @@ def _convert(spec: BuiltinModel, sources: list[Path], folder: Path, revision: st
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def quiet_gguf_bar():
+    """transformers' GGUF reader draws its own tqdm bar ("Converting and de-quantizing GGUF
+    tensors"), deaf to transformers' ``disable_progress_bar``: while bars are disabled
+    (every run without --verbose), it draws none either."""
+    from transformers.utils import logging as hf_logging
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf
+    except ImportError:  # a transformers without that module draws no such bar
+        yield
+        return
+    bar = getattr(gguf, "tqdm", None)
+    if bar is None or hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    gguf.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf.tqdm = bar
+
+
 def _write_hf_folder(source: Path, out: Path) -> None:
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        source.parent, gguf_file=source.name, dtype=torch.float32
-    )
+    with quiet_gguf_bar():
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, dtype=torch.float32
+        )
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     # save_pretrained refuses GGUF-loaded models; the state dict is plain tensors.
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
