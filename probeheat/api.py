@@ -379,7 +379,14 @@ def open(path: str | Path | Bundle) -> Run | Grid | Generalization:  # noqa: A00
 
     Reads only manifest.json; anything that is not a sound bundle is one UserError line."""
     bundle = path if isinstance(path, Bundle) else open_bundle(path)
-    return VIEWS[bundle.kind](bundle)
+    view = VIEWS.get(bundle.kind)
+    if view is None:  # steer and selection bundles: read through the bundle itself
+        raise UserError(str(bundle.path), f"is a {bundle.kind} bundle, which has no tidy "
+                        "table view", "use probeheat.bundle.open_bundle(path) for its "
+                        "metadata and tensors, or `probeheat export` for its figure"
+                        if bundle.kind == "steer" else
+                        "use probeheat.bundle.open_bundle(path) for its metadata and tensors")
+    return view(bundle)
 
 
 # ---------------------------------------------------------------- writing tables

@@ -233,6 +233,10 @@ def test_error_type_targets_need_samples(tmp_path):
         make_grid(run, tmp_path / "g", progress=False, target="error-type:competing")
     result = cli("probe", run, "--out", tmp_path / "g2", "--target", "error-type:middling")
     assert result.returncode == 2 and "unknown error type" in result.stderr
+    for _ in range(2):  # refused, and no empty --out left behind to refuse the next try
+        result = cli("probe", run, "--out", tmp_path / "g3", "--target", "error-type")
+        assert result.returncode == 2 and "needs sampled answers" in result.stderr
+        assert not (tmp_path / "g3").exists()
 
 
 # --- answer selection ---------------------------------------------------------------------

@@ -363,6 +363,13 @@ def test_the_bundle_verifies_inspects_and_draws(tiny_run, tmp_path):
     assert bundle.verdict.startswith("probe direction at L1 exact_answer_last: accuracy ")
     figure = cli("export", out, "-o", tmp_path / "steer.pdf")
     assert figure.code == 0, figure.err
+    as_table = cli("export", out, "-o", tmp_path / "steer.csv")  # a figure, not a table
+    assert as_table.code == 2 and "steer bundle: it exports as a figure" in as_table.err
+    assert len(as_table.err.strip().splitlines()) == 1 and not (tmp_path / "steer.csv").exists()
+    import probeheat
+
+    with pytest.raises(UserError, match="steer bundle, which has no tidy table view"):
+        probeheat.open(out)
     assert_steer_pdf(tmp_path / "steer.pdf")
     assert_band_is_the_random_range(bundle)
     # a changed byte is noticed

@@ -144,6 +144,7 @@ def _export_table(args: argparse.Namespace) -> int:
     a temporary file and a rename."""
     from ..api import open as open_view
     from ..api import table_format, write_table
+    from ..bundle import open_bundle
     from ..bundle.base import check_not_inside
 
     table_format(args.output)  # a bad folder, or parquet without pyarrow: before any reading
@@ -156,6 +157,13 @@ def _export_table(args: argparse.Namespace) -> int:
         raise UserError(str(args.bundles[1]), "a table holds one bundle",
                         "export the bundles one at a time")
     check_not_inside(args.output, [Path(args.bundles[0])], where="-o")
+    kind = open_bundle(args.bundles[0]).kind
+    if kind == "steer":
+        raise UserError(str(args.bundles[0]), "is a steer bundle: it exports as a figure, "
+                        "not a table", "name the file .png, .pdf or .svg")
+    if kind not in ("grid", "generalization", "run"):
+        raise UserError(str(args.bundles[0]), f"is a {kind} bundle, which has no table",
+                        f"`probeheat inspect {args.bundles[0]}` shows what it holds")
     view = open_view(args.bundles[0])
     if view.bundle.kind == "run":
         raise UserError(str(view.path), "is a run bundle", "export takes a grid bundle from "

@@ -9,6 +9,8 @@ cells are comparable and the example ids of each split are stored in grid.json.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -351,39 +353,48 @@ def make_type_grids(run_path, out_path, *, settings: ProbeSettings, overwrite: b
     written and, for each type that could not be probed, why (too few questions of it)."""
     from dataclasses import replace
 
-    out_path = grid_folder(run_path, out_path, overwrite, "--target error-type writes a "
-                           "folder of grids, one per type")
     written, skipped = [], {}
-    for target in expand_target(settings.target):
-        name = type_of(target)
-        try:
-            path = make_grid(run_path, out_path / name, overwrite=overwrite,
-                             settings=replace(settings, target=target), progress=progress,
-                             **where)
-            if path is None:  # a torchrun rank other than 0: rank 0 reports
-                continue
-            written.append(path)
-        except UserError as exc:
-            if "needs sampled answers" in exc.problem:
-                raise
-            skipped[name] = exc.problem
-    if not written and skipped:
-        raise UserError(str(run_path), "no error type could be probed ("
-                        + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")",
-                        "sample more questions (run --samples K on more questions)")
+    with grid_folder(run_path, out_path, overwrite, "--target error-type writes a folder "
+                     "of grids, one per type") as out_path:
+        for target in expand_target(settings.target):
+            name = type_of(target)
+            try:
+                path = make_grid(run_path, out_path / name, overwrite=overwrite,
+                                 settings=replace(settings, target=target),
+                                 progress=progress, **where)
+                if path is None:  # a torchrun rank other than 0: rank 0 reports
+                    continue
+                written.append(path)
+            except UserError as exc:
+                if "needs sampled answers" in exc.problem:
+                    raise
+                skipped[name] = exc.problem
+        if not written and skipped:
+            raise UserError(str(run_path), "no error type could be probed ("
+                            + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")",
+                            "sample more questions (run --samples K on more questions)")
     return written, skipped
 
 
-def grid_folder(run_path, out_path, overwrite: bool, what: str) -> Path:
-    """The folder of a command that writes several grids (OUT/NAME), checked and made."""
+@contextmanager
+def grid_folder(run_path, out_path, overwrite: bool, what: str) -> Iterator[Path]:
+    """The folder of a command that writes several grids (OUT/NAME), checked and made; a
+    folder made here is removed again if the command fails before any grid is in it (an
+    empty --out would refuse the next try as already existing)."""
     out_path = Path(out_path)
     check_not_inside(out_path, [Path(run_path)])
     check_destination(out_path, overwrite)
     target_labels(open_run(run_path), "correct")  # a damaged or one-class run fails here
     if (out_path / "manifest.json").exists():
         raise UserError(str(out_path), f"is a bundle; {what}", "choose another --out")
+    made = not out_path.exists()
     out_path.mkdir(parents=True, exist_ok=True)
-    return out_path
+    try:
+        yield out_path
+    except BaseException:
+        if made and out_path.is_dir() and not any(out_path.iterdir()):
+            out_path.rmdir()
+        raise
 
 
 def make_family_grids(run_path, out_path, *, settings: ProbeSettings, families: list[str],
@@ -397,14 +408,15 @@ def make_family_grids(run_path, out_path, *, settings: ProbeSettings, families: 
     from .families import check_family
 
     names = [check_family(f).name for f in families]
-    out_path = grid_folder(run_path, out_path, overwrite, "--probe a,b writes a folder of "
-                           "grids, one per family")
     written = {}
-    for name in names:
-        path = make_grid(run_path, out_path / name, overwrite=overwrite,
-                         settings=replace(settings, family=name), progress=progress, **where)
-        if path is not None:
-            written[name] = path
+    with grid_folder(run_path, out_path, overwrite, "--probe a,b writes a folder of grids, "
+                     "one per family") as out_path:
+        for name in names:
+            path = make_grid(run_path, out_path / name, overwrite=overwrite,
+                             settings=replace(settings, family=name), progress=progress,
+                             **where)
+            if path is not None:
+                written[name] = path
     return written
 
 
