@@ -11,6 +11,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
@@ -399,6 +400,12 @@ def test_reading_a_damaged_shard_is_one_line(sample_run, tmp_path):
     (lambda tmp: tmp / "missing", "no such file or directory"),
     (lambda tmp: tmp, "not a probeheat bundle: no manifest.json"),
     (lambda tmp: (tmp / "f.txt").write_text("x") and tmp / "f.txt", "not a bundle"),
+    # probe --probe a,b writes OUT/<family>: the line names them and the path to pass
+    (lambda tmp: [shutil.copytree(REPO / "artifacts" / "samples" / "grid-synthetic",
+                                  tmp / "g" / name, dirs_exist_ok=True)
+                  for name in ("logistic", "mass-mean")]
+     and tmp / "g", "is a folder of bundles (logistic, mass-mean), not a bundle (pass one "
+     "of them, e.g. "),
 ])
 def test_paths_that_are_not_bundles(make, expected, tmp_path):
     for command in ("verify", "inspect"):

@@ -325,11 +325,22 @@ def test_preset_refuses_column_options():
         load_dataset("imdb", id_column="id")
 
 
-@pytest.mark.parametrize("spec", ["trivia-qa", "TriviaQA", "natural_questions", "hf"])
-def test_unknown_preset_like_names_are_files_as_before(spec):
+@pytest.mark.parametrize("spec, near", [("trivia-qa", "triviaqa"), ("TriviaQA", "triviaqa"),
+                                        ("natural_questions", "natural-questions"),
+                                        ("world-fact", "world-facts"), ("hf", None)])
+def test_unknown_dataset_names_list_the_known_ones_nearest_first(spec, near):
     with pytest.raises(UserError) as err:
         load_dataset(spec)
-    assert "unsupported file type" in str(err.value) and spec in str(err.value)
+    line = err.value.line()
+    assert f"unknown dataset {spec!r}" in line and "known: world-facts, hotpotqa" in line
+    assert (f"did you mean {near!r}?" in line) if near else "did you mean" not in line
+
+
+def test_a_file_without_a_known_suffix_still_names_the_suffixes(tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_text("q\n")
+    with pytest.raises(UserError, match="unsupported file type '.txt'"):
+        load_dataset(str(path))
 
 
 def test_preset_name_with_a_suffix_is_a_missing_file(tmp_path):

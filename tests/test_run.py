@@ -158,6 +158,12 @@ def test_two_gloo_ranks_give_the_same_bundle_as_one_process(tiny_model_folder, t
     (["--positions", "last_q,exact_answer_middle"], "exact_answer_middle"),
     (["--model", "/no/such/model"], "/no/such/model"),
     (["--device", "cuda"], "no GPU"),
+    # refused before the model loads (no "loading ..." line: minutes on a large model)
+    (["--few-shot", "9"], "--few-shot"),
+    (["--template", "Question: what?"], "no {question} placeholder"),
+    (["--answers-from", "/no/such/run"], "/no/such/run"),
+    (["--answers-from", str(REPO / "artifacts" / "samples" / "run-synthetic")],
+     "answered 200 questions, this run asks 2"),
 ])
 def test_bad_input_is_one_line(args, expected, tmp_path):
     if "--device" in args:
@@ -170,6 +176,8 @@ def test_bad_input_is_one_line(args, expected, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("probeheat run:")]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+    if args[0] in ("--few-shot", "--template", "--answers-from"):
+        assert "loading" not in result.stderr, result.stderr
 
 
 def test_out_holding_a_different_run_is_refused(tiny_model_folder, tmp_path):
@@ -253,3 +261,14 @@ def test_errors_name_the_flags_that_exist(tiny_model_folder):
     with pytest.raises(UserError) as err:
         probe_settings(preset="fast")
     assert err.value.where == "--paper"
+
+
+def test_a_template_typed_in_a_shell_means_its_escapes():
+    from probeheat.cli import build_parser
+    from probeheat.commands.run import template_arg
+
+    args = build_parser("run").parse_args(["run", "--out", "r", "--template",
+                                           r"Q: {question}\nA:"])
+    assert args.template == "Q: {question}\nA:"  # a newline, not backslash + n
+    assert template_arg(r"a\tb\\nc\x") == "a\tb\\nc\\x"  # \\ is one backslash; others stay
+    assert build_parser("run").parse_args(["run", "--out", "r"]).template == "auto"

@@ -148,6 +148,15 @@ def test_view_command_refuses_an_empty_colour_range(capsys):
     assert "--vmin" in capsys.readouterr().err
 
 
+def test_view_command_refuses_a_metric_no_grid_has(art, capsys):
+    # a metric only some grids have opens (a note names the others: the test above); one
+    # that none has is a typo: one line before the full-screen app starts, as export does
+    assert probeheat_main(["view", "--metric", "aucc", str(art["grid"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no grid given has the metric 'aucc'" in err
+    assert "use one of" in err and "auc" in err
+
+
 # -- keys: one table for the bindings, the ? screen and --help --------------------------------
 
 @pilot_test

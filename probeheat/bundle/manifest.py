@@ -65,6 +65,11 @@ def load_manifest_json(root: Path) -> dict:
                         "pass the bundle folder")
     path = root / MANIFEST
     if not path.is_file():
+        inside = sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())[:8] \
+            if os.access(root, os.R_OK | os.X_OK) else []
+        if inside:  # probe --probe a,b / --target error-type write OUT/<name>
+            raise UserError(str(root), f"is a folder of bundles ({', '.join(inside)}), not a "
+                            "bundle", f"pass one of them, e.g. {root / inside[0]}")
         raise UserError(str(root), "not a probeheat bundle: no manifest.json",
                         "pass a folder written by `probeheat run` or `probeheat probe`")
     try:

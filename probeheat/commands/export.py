@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import UserError
 
-HELP = ("Write a publication figure (.png/.pdf/.svg) or the tidy table (.csv/.json/.parquet) "
-        "of a grid or generalization bundle.")
+HELP = ("write a publication figure (.png/.pdf/.svg) of grid, generalization or steer "
+        "bundles, or the tidy table (.csv/.json/.parquet) of a grid or generalization bundle")
 
 EPILOG = """\
 examples:
@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
-                        help="grid bundle(s) from `probeheat probe`, or one generalization bundle")
+                        help="grid bundle(s) from `probeheat probe`, or one generalization or steer "
+                             "bundle")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
                         help="output file; the extension picks the format: a figure (.png, .pdf, .svg) or "
                              "the tidy table (.csv, .json, .parquet)")

@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..probe.generalize import generalize
 
     if len(args.runs) < 2:
-        raise UserError("probeheat generalize", "needs at least two runs", "pass RUN_A RUN_B ...")
+        raise UserError(None, "needs at least two runs", "pass RUN_A RUN_B ...")
     path = generalize(args.runs, args.out, layers=args.layers, positions=args.positions,
                       settings=settings_of(args), overwrite=args.overwrite,
                       progress=progress_of(args))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-HELP = "summarise a run, grid or generalization bundle (reads metadata only)"
+HELP = "summarise a run, grid, generalization, selection or steer bundle (reads metadata only)"
 
 
 def add_arguments(parser) -> None:

@@ -68,12 +68,22 @@ def add_data_options(g) -> None:
                         "(duplicate questions never do)")
 
 
+def template_arg(value: str) -> str:
+    """A template as typed in a shell: the two characters \\n are a newline, \\t a tab
+    and \\\\ one backslash (`--template 'Q: {question}\\nA:'` means what it says)."""
+    import re
+
+    escapes = {"n": "\n", "t": "\t", "\\": "\\"}
+    return re.sub(r"\\([nt\\])", lambda m: escapes[m.group(1)], value)
+
+
 def add_answer_options(g) -> None:
     from ..data.graders import GRADERS
 
-    g.add_argument("--template", default="auto",
+    g.add_argument("--template", default="auto", type=template_arg,
                    help="auto (chat when the tokenizer has a chat template, else qa), chat, qa "
-                        "(`Q: {question}\\nA:`) or a string with {question} (default: "
+                        "(`Q: {question}\\nA:`) or a string with {question}, where \\n and "
+                        "\\t are a newline and a tab, as typed in a shell (default: "
                         "%(default)s)")
     g.add_argument("--few-shot", type=int, default=0,
                    help="built-in few-shot examples before each question, 0-5 (default: "
@@ -107,7 +117,7 @@ def add_capture_options(g) -> None:
                    help="positions to capture: a comma list such as last_q,exact_answer_last,-1, "
                         "exact_answer_last+2, ranges such as -12:-9 (default: the study's 15)")
     g.add_argument("--sites", default="resid",
-                   help="comma list of resid, mlp, attn (default: %(default)s)")
+                   help="comma list of resid, mlp, attn, head (default: %(default)s)")
     g.add_argument("--capture", default="generate", choices=["generate", "reforward"],
                    help="capture during generation, or in a second forward pass (default: "
                         "%(default)s)")

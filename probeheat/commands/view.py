@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the checksum of each file before it is read")
 
 
-def check_paths(paths) -> None:
-    """Refuse, in one line and before the full-screen app starts, paths it cannot open."""
+def check_paths(paths) -> list:
+    """Refuse, in one line and before the full-screen app starts, paths it cannot open;
+    return the bundles opened (folders to browse are not)."""
     from pathlib import Path
 
     from probeheat.bundle import open_bundle
@@ -40,7 +41,7 @@ def check_paths(paths) -> None:
         raise UserError(str(partials[0]), "is a run still being written",
                         "open it on its own: probeheat view NAME.partial")
     if partials:
-        return  # the run page shows what it holds so far
+        return []  # the run page shows what it holds so far
     folders = [p for p in paths if Path(p).is_dir() and not (Path(p) / "manifest.json").exists()]
     for folder in folders:  # a bundle that lost its manifest is damage, not a folder to browse
         if any((Path(folder) / name).exists() for name in BUNDLE_FILES):
@@ -49,11 +50,30 @@ def check_paths(paths) -> None:
     if folders and len(paths) > 1:
         raise UserError(str(folders[0]), "is a folder of bundles, not a bundle",
                         "pass one folder to browse, or bundle folders to open")
+    bundles = []
     for path in paths:
         if not Path(path).exists():
             raise UserError(str(path), "no such file or folder", "check the path")
         if path not in folders:
-            open_bundle(path)  # a damaged manifest is one line here, not a screen later
+            bundles.append(open_bundle(path))  # a damaged manifest: one line here
+    return bundles
+
+
+def check_metric(metric: str | None, bundles) -> None:
+    """--metric must be a metric of at least one grid given (one that only some have is
+    shown where it exists, with a note on the others)."""
+    from probeheat.errors import UserError
+
+    grids = [b for b in bundles if b.kind == "grid"]
+    if metric is None or not grids:
+        return
+    try:
+        known = sorted({m for g in grids for m in g.metrics})
+    except UserError:
+        return  # a damaged grid: the viewer shows why
+    if metric not in known:
+        raise UserError("--metric", f"no grid given has the metric {metric!r}",
+                        f"use one of {', '.join(known)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        check_paths(paths)
+        check_metric(args.metric, check_paths(paths))
         from probeheat.tui.app import run_viewer
 
         gc.freeze()

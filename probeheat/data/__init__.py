@@ -179,6 +179,21 @@ def _check_preset_columns(spec: str, question_column, answers_column, id_column)
                             f"drop {flag}, or pass the data as a file")
 
 
+def unknown_dataset(spec: str) -> UserError:
+    """A name that is neither a file nor a built-in dataset or preset: say what is known,
+    the nearest name first."""
+    import difflib
+
+    from probeheat.data import presets
+
+    names = sorted(BUILTIN) + sorted(presets.PRESETS)
+    near = difflib.get_close_matches(spec.lower(), names, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return UserError("--dataset", f"unknown dataset {spec!r}: no such file, built-in dataset "
+                     "or preset", f"{hint}known: {', '.join(names)}; or a .jsonl, .json, .csv "
+                     "or .parquet file, or hf:NAME")
+
+
 def load_dataset(
     spec: str,
     *,
@@ -216,6 +231,8 @@ def load_dataset(
                         columns=columns)  # fmt: skip
     else:
         path = Path(spec).expanduser()
+        if not path.suffix and not path.exists():
+            raise unknown_dataset(spec)
         rows, skipped, data = files.read_file(path)
         ds = _from_rows(rows, skipped, where=str(path), name=path.stem,
                         content_hash=hashlib.sha256(data).hexdigest(),

@@ -42,6 +42,15 @@ def prompt_format(tokenizer: Any, template: str = "auto") -> PromptFormat:
         return PromptFormat("chat", None, stop_on_newline=False)
     if template == "qa":
         return PromptFormat("qa", QA_TEMPLATE, stop_on_newline=True)
+    check_template(template)
+    return PromptFormat("custom", template, stop_on_newline=True)
+
+
+def check_template(template: str) -> None:
+    """A user template (not auto, chat or qa) must hold {question} and no other braces:
+    checked before any model loads."""
+    if template in ("auto", "chat", "qa"):
+        return
     if "{question}" not in template:
         raise UserError("--template", f"template {template!r} has no {{question}} placeholder",
                         "use auto, chat, qa or a string containing {question}")
@@ -50,7 +59,6 @@ def prompt_format(tokenizer: Any, template: str = "auto") -> PromptFormat:
     except (KeyError, IndexError, ValueError):
         raise UserError("--template", f"template {template!r} has braces other than {{question}}",
                         "double literal braces as {{ and }}") from None
-    return PromptFormat("custom", template, stop_on_newline=True)
 
 
 def build_prompt(

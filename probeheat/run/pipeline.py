@@ -151,13 +151,36 @@ def samples_meta(ctx: RunContext) -> dict | None:
 
 
 def check_columns(cfg: RunConfig, dataset) -> None:
-    """--category-column / --group-column must name a column the dataset has."""
+    """What can be checked before minutes of loading a model: --category-column /
+    --group-column name columns the dataset has, --few-shot and --template are valid,
+    and --answers-from is a run of as many questions of this dataset."""
+    from ..models.prompts import check_template
+    from .prompts import check_few_shot
+
+    check_few_shot(cfg.few_shot)
+    check_template(cfg.template)
+    if cfg.answers_from is not None:
+        check_answers_from(cfg, dataset)
     for flag, column in (("--category-column", cfg.category_column),
                          ("--group-column", cfg.group_column)):
         if column is not None and column not in dataset.columns():
             there = ", ".join(map(repr, dataset.columns())) or "none besides question, answers, id"
             raise UserError(flag, f"{dataset.name} has no column {column!r} (columns: {there})",
                             f"pass {flag} with one of them")
+
+
+def check_answers_from(cfg: RunConfig, dataset) -> None:
+    from ..bundle import open_run
+
+    source = open_run(cfg.answers_from)
+    where = "--answers-from"
+    if source.n_examples != len(dataset.examples):
+        raise UserError(where, f"{source.path} answered {source.n_examples} questions, this "
+                        f"run asks {len(dataset.examples)}", "pass the same dataset and "
+                        "--limit and --seed")
+    if dataset.content_hash != (source.meta.get("dataset") or {}).get("content_hash"):
+        raise UserError(where, f"{source.path} used another copy of the dataset",
+                        "pass the same dataset")
 
 
 def open_writer(ctx: RunContext, dist: Dist) -> RunWriter | None:
