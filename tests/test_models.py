@@ -238,3 +238,34 @@ def test_builtin_model_answers_a_capital_question(smollm, monkeypatch):
     again = load_model("smollm2-135m-instruct", device="cpu")
     assert again.info["revision"] == loaded.info["revision"]
     assert (cache / "models" / "smollm2-135m-instruct" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("reachable", [False, True])
+def test_an_unreachable_hub_means_the_local_cache_at_once(monkeypatch, reachable):
+    """On an offline box a hub id (or a mistyped built-in name) reads the HF cache only,
+    instead of the hub client's minute of retries; the line names the nearest built-in."""
+    import socket
+
+    import transformers
+
+    from probeheat.models import load as load_module
+
+    def lookup(host, port, *args, **kwargs):
+        if not reachable:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    seen = {}
+
+    def tokenizer(location, **kwargs):
+        seen.update(kwargs, location=location)
+        raise OSError("couldn't find them in the cached files")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer)
+    with pytest.raises(UserError) as err:
+        load_module.load_model("smollm2-135m-instrct")
+    assert seen["location"] == "smollm2-135m-instrct"
+    assert seen.get("local_files_only", False) is (not reachable)
+    assert "did you mean 'smollm2-135m-instruct'?" in err.value.line()

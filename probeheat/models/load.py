@@ -54,6 +54,8 @@ def load_model(
         kwargs["revision"] = revision
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
+    if kind == "hub" and hub_unreachable():
+        kwargs["local_files_only"] = True  # the HF cache at once, not a minute of retries
     tokenizer = _load_tokenizer(spec, location, kwargs)
     model = _load_weights(spec, location, kwargs, torch_dtype, device_map)
     if device_map is None:
@@ -130,11 +132,33 @@ def _folder_hash(path: Path) -> str:
     return ("sha256:" if total <= _FULL_HASH_LIMIT else "files:") + digest.hexdigest()
 
 
+def hub_unreachable() -> bool:
+    """True when the hub cannot be reached: HF_HUB_OFFLINE is set, or the hub's host has no
+    address (an offline box). One name lookup; without it a mistyped name on such a box
+    waited through the hub client's retries (about 48 s and two dozen lines)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try:
+        socket.getaddrinfo(host or "huggingface.co", 443)
+    except OSError:
+        return True
+    return False
+
+
 def _unknown(spec: str, err: Exception) -> UserError:
+    import difflib
+
     detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    near = difflib.get_close_matches(spec.lower(), list(BUILTIN_MODELS), n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
     return UserError(spec, f"unknown model path or name, or the hub is unreachable ({detail})",
-                     f"pass a built-in name ({', '.join(BUILTIN_MODELS)}), a model folder "
-                     "or a .gguf file; hub ids need network access or a filled HF cache")
+                     f"{hint}pass a built-in name ({', '.join(BUILTIN_MODELS)}), a model "
+                     "folder or a .gguf file; hub ids need network access or a filled HF cache")
 
 
 def _load_tokenizer(spec: str, location: str, kwargs: dict) -> Any:
