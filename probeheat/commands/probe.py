@@ -29,7 +29,9 @@ def add_probe_options(p) -> None:
                    help="where the solver runs: auto is cuda when torch sees a GPU, else cpu "
                         "(default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors: no progress, no result table (the grid "
+                        "bundle holds it: probeheat inspect)")
     add_verify_option(p)
     from .run import add_log_options
 

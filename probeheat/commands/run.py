@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
     job.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     job.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
     job.add_argument("--overwrite", action="store_true", help="replace what --out holds")
-    job.add_argument("--quiet", action="store_true", help="no progress output")
+    job.add_argument("--quiet", action="store_true",
+                     help="print nothing but errors: no progress, no summary")
     add_log_options(job)
 
 
