@@ -275,3 +275,47 @@ def test_a_category_column_that_does_not_exist_is_one_line(tiny_model_folder, tm
     result = cli("run", "--model", tiny_model_folder, "--limit", "2", "--out", tmp_path / "r",
                  "--category-column", "colour")
     assert result.one_line and "'colour'" in result.err and "'relation'" in result.err
+
+
+# --- paired comparison across runs that hold the same answers -----------------------------
+
+class _FakeGrid:
+    def __init__(self, run: dict, rows, labels):
+        self.meta = {"run": run}
+        self._t = {"test_rows": np.array([rows]), "labels": np.array(labels)}
+
+    def tensor(self, name):
+        return self._t[name]
+
+
+def test_grids_of_a_run_and_its_answers_from_run_are_paired():
+    from probeheat.probe.compare import same_examples
+
+    study = {"id": "a", "path": "x", "content_hash": "A"}
+    symmetric = {"id": "b", "path": "y", "content_hash": "B", "answers_from": "A"}
+    other = {"id": "c", "path": "z", "content_hash": "C"}
+    sibling = {"id": "d", "path": "w", "content_hash": "D", "answers_from": "A"}
+    rows, labels = [3, 0, 2, -1], [1, 0, 1, 0]
+
+    def paired(ra, rb, rows_b=rows, labels_b=labels):
+        return same_examples(_FakeGrid(ra, rows, labels), _FakeGrid(rb, rows_b, labels_b))
+
+    assert paired(study, study) and paired(study, symmetric) and paired(symmetric, study)
+    assert paired(symmetric, sibling)  # both reuse A's answers
+    assert not paired(study, other) and not paired(symmetric, other)
+    assert not paired(study, symmetric, rows_b=[3, 0, 1, -1])  # other test rows
+    assert not paired(study, symmetric, labels_b=[1, 0, 0, 0])  # other labels on them
+    assert not paired({"id": "a", "path": "x"}, {"id": "a", "path": "x"})  # no hashes
+
+
+def test_a_grid_names_the_run_its_run_reused_answers_from(tmp_path):
+    from probeheat.probe.grid import grid_run_ref
+
+    class Run:
+        id, content_hash, path = "r", "B", tmp_path / "run"
+        meta = {"generation": {"answers_from": {"id": "s", "content_hash": "A"}}}
+
+    ref = grid_run_ref(Run(), tmp_path / "grid")
+    assert ref == {"id": "r", "content_hash": "B", "path": "../run", "answers_from": "A"}
+    Run.meta = {"generation": {"answers_from": None}}
+    assert "answers_from" not in grid_run_ref(Run(), tmp_path / "grid")

@@ -243,7 +243,7 @@ def check_run_meta(meta: dict, where: str, finished: bool = True) -> None:
 
 _CELL = obj({"layer": INT, "position": STR, "reason": STR})
 _SPLIT = obj({"train_ids": list_of(STR), "test_ids": list_of(STR)}, {"seed": nullable(INT)})
-_RUN_REF = obj({"id": STR, "path": STR}, {"content_hash": STR})
+_RUN_REF = obj({"id": STR, "path": STR}, {"content_hash": STR, "answers_from": STR})
 PROBE = obj(optional={
     "solver": STR, "objective": STR, "C": is_number, "standardize": BOOL, "preset": OPT_STR,
     "test_fraction": nullable(is_number), "seeds": list_of(INT), "site": STR, "tol": is_number,

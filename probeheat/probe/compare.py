@@ -1,7 +1,8 @@
 """Grid A against grid B, cell by cell, with the test a reviewer asks for.
 
-When both grids score the same examples (the same run and the same test rows of the first
-seed: another probe family, site or setting on one run), each cell's difference gets a
+When both grids score the same examples (the same answers, from one run or from a run
+made with --answers-from the other, and the same test rows and labels of the first seed:
+another probe family, site, setting or exact-answer rule), each cell's difference gets a
 paired DeLong test; otherwise (other runs) an unpaired one. p-values are corrected across
 the compared cells (Benjamini-Hochberg by default). The viewer's diff mode and `export
 --diff` mark the cells whose corrected p is 0.05 or more as not significant. numpy only.
@@ -39,11 +40,27 @@ def _cell_data(grid, row: int, col: int):
     return rows[keep], scores[keep], labels[rows[keep]]
 
 
-def same_examples(a, b) -> bool:
-    ra, rb = a.meta.get("run") or {}, b.meta.get("run") or {}
-    if not ra.get("content_hash") or ra.get("content_hash") != rb.get("content_hash"):
+def same_answers(ra: dict, rb: dict) -> bool:
+    """The two grids' runs hold the same answers: one run, or a run made with
+    --answers-from the other (or both from one source): the study's and the symmetric
+    exact-answer rule on the same answers, say."""
+    ha, hb = ra.get("content_hash"), rb.get("content_hash")
+    if not ha or not hb:
         return False
-    return np.array_equal(a.tensor("test_rows")[0], b.tensor("test_rows")[0])
+    fa, fb = ra.get("answers_from"), rb.get("answers_from")
+    return ha == hb or fa == hb or fb == ha or (fa is not None and fa == fb)
+
+
+def same_examples(a, b) -> bool:
+    """Paired when both grids' runs hold the same answers and their first splits test the
+    same rows with the same labels."""
+    if not same_answers(a.meta.get("run") or {}, b.meta.get("run") or {}):
+        return False
+    rows = a.tensor("test_rows")[0]
+    if not np.array_equal(rows, b.tensor("test_rows")[0]):
+        return False
+    rows = rows[rows >= 0]
+    return np.array_equal(a.tensor("labels")[rows], b.tensor("labels")[rows])
 
 
 def compare(a, b, metric: str = "auc", correction: str = "bh") -> Comparison | None:

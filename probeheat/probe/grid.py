@@ -287,6 +287,17 @@ def run_ref(run, out: Path) -> dict:
     return {"id": run.id, "content_hash": run.content_hash, "path": Path(path).as_posix()}
 
 
+def grid_run_ref(run, out: Path) -> dict:
+    """run_ref, and the content hash of the run whose answers this run reused (`run
+    --answers-from`): grids of the two runs score the same answers, so the comparison
+    pairs them (probe/compare.py)."""
+    ref = run_ref(run, out)
+    source = (run.meta.get("generation") or {}).get("answers_from")
+    if isinstance(source, dict) and isinstance(source.get("content_hash"), str):
+        ref["answers_from"] = source["content_hash"]
+    return ref
+
+
 def versions() -> dict:
     import torch
 
@@ -340,7 +351,7 @@ def make_grid(run_path, out_path, *, layers=None, positions=None,
                    for seed, (tr, te) in zip(settings.seeds, res.splits, strict=True)],
         "nan_reasons": nan_reasons(res, tensors["auc"]),
         "not_converged": res.not_converged,
-        "run": run_ref(run, out_path),
+        "run": grid_run_ref(run, out_path),
     })
     if settings.controls:
         add_controls(run, res, settings, (tensors, meta), progress)
