@@ -163,7 +163,7 @@ def test_two_gloo_ranks_give_the_same_bundle_as_one_process(tiny_model_folder, t
     (["--template", "Question: what?"], "no {question} placeholder"),
     (["--answers-from", "/no/such/run"], "/no/such/run"),
     (["--answers-from", str(REPO / "artifacts" / "samples" / "run-synthetic")],
-     "answered 200 questions, this run asks 2"),
+     "used another copy of the dataset"),
 ])
 def test_bad_input_is_one_line(args, expected, tmp_path):
     if "--device" in args:
@@ -272,3 +272,23 @@ def test_a_template_typed_in_a_shell_means_its_escapes():
     assert args.template == "Q: {question}\nA:"  # a newline, not backslash + n
     assert template_arg(r"a\tb\\nc\x") == "a\tb\\nc\\x"  # \\ is one backslash; others stay
     assert build_parser("run").parse_args(["run", "--out", "r"]).template == "auto"
+
+
+def test_answers_from_a_larger_run_reuses_its_first_answers(tiny_model_folder, tmp_path):
+    args = ["--model", str(tiny_model_folder), "--max-new-tokens", "4", "--quiet",
+            "--no-baselines"]
+    source = tmp_path / "source"
+    assert run_cli(*args, "--limit", "6", "--out", str(source)).returncode == 0
+    subset = tmp_path / "subset"
+    result = run_cli(*args, "--limit", "3", "--answers-from", str(source), "--exact-answer",
+                     "symmetric", "--out", str(subset))
+    assert result.returncode == 0, result.stderr
+    mine, theirs = open_run(subset).records(), open_run(source).records()[:3]
+    assert [(r["id"], r["generated_ids"]) for r in mine] == \
+        [(r["id"], r["generated_ids"]) for r in theirs]
+    assert open_run(subset).meta["generation"]["answers_from"]["content_hash"] == \
+        open_run(source).content_hash
+    larger = run_cli(*args, "--limit", "9", "--answers-from", str(source), "--out",
+                     str(tmp_path / "larger"))
+    assert larger.returncode == 2 and "answered 6 questions, this run asks 9" in larger.stderr
+    assert "loading" not in larger.stderr  # refused before the model loads

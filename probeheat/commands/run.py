@@ -105,9 +105,10 @@ def add_answer_options(g) -> None:
                         "answer's span, so the span cannot depend on the label "
                         "(default: %(default)s)")
     g.add_argument("--answers-from", type=Path, metavar="RUN",
-                   help="reuse the answers of this run (same model, dataset and prompts): no "
-                        "generation, one batched re-forward; e.g. the same answers under "
-                        "--exact-answer symmetric or other --positions")
+                   help="reuse the answers of this run (same model, dataset and prompts; a "
+                        "smaller --limit reuses its first answers): no generation, one "
+                        "batched re-forward; e.g. the same answers under --exact-answer "
+                        "symmetric or other --positions")
     g.add_argument("--no-baselines", action="store_true",
                    help="skip storing token log-probabilities and p(True) (one forward per "
                         "answer and per exact answer)")

@@ -112,11 +112,16 @@ def source_answers(ctx: RunContext) -> dict[int, dict]:
                                                           mine.get("revision")):
         raise UserError(where, f"{source.path} was answered by {model.get('model_id')!r}, "
                         f"not {mine.get('model_id')!r}", "reuse answers of the same model")
+    # the same questions in the same order, or the first of them (a smaller --limit)
     records = {r["index"]: r for r in source.records()}
-    if len(records) != len(ctx.dataset.examples) or any(
-            records[i].get("prompt") != ctx.prompts.text[i] for i in records):
-        raise UserError(where, f"{source.path} answered other prompts (dataset, --limit, "
-                        "--seed, --template or --few-shot differ)", "pass the same ones")
+    examples = ctx.dataset.examples
+    if len(records) < len(examples) or any(
+            i not in records or records[i].get("prompt") != ctx.prompts.text[i]
+            or records[i].get("id") != examples[i].id for i in range(len(examples))):
+        raise UserError(where, f"{source.path} answered other prompts (dataset, --seed, "
+                        "--template or --few-shot differ, or --limit is larger)",
+                        "pass the same ones (a smaller --limit reuses the first answers)")
+    records = {i: records[i] for i in range(len(examples))}
     if not all("generated_ids" in r for r in records.values()):
         raise UserError(where, f"{source.path} kept no generated token ids (written before "
                         "format 1.2)", "run it again with this probeheat")
@@ -174,10 +179,10 @@ def check_answers_from(cfg: RunConfig, dataset) -> None:
 
     source = open_run(cfg.answers_from)
     where = "--answers-from"
-    if source.n_examples != len(dataset.examples):
+    if source.n_examples < len(dataset.examples):
         raise UserError(where, f"{source.path} answered {source.n_examples} questions, this "
                         f"run asks {len(dataset.examples)}", "pass the same dataset and "
-                        "--limit and --seed")
+                        "--seed, and a --limit of at most that")
     if dataset.content_hash != (source.meta.get("dataset") or {}).get("content_hash"):
         raise UserError(where, f"{source.path} used another copy of the dataset",
                         "pass the same dataset")
