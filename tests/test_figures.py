@@ -267,6 +267,20 @@ def test_diff_subtracts_on_shared_cells_with_a_symmetric_scale(tmp_path, out_dir
     assert code == 0 and bar["ylabel"] == ["Δ AUC"]
 
 
+def test_a_diff_of_two_models_says_so(tmp_path, out_dir, capsys):
+    def grid(name, model):
+        meta = {"layers": LAYERS, "positions": list(STUDY), "metrics": ["auc"],
+                "model": {"model_id": model, "revision": "r1"}}
+        return write_grid(tmp_path / name, meta, {"auc": np.full((len(LAYERS), len(STUDY)),
+                                                                 0.7)})
+
+    a, b, c = grid("a", "smollm2"), grid("b", "gemma3"), grid("c", "smollm2")
+    code, err = export([a, "--diff", b, "-o", out_dir / "d.svg"], capsys)
+    assert code == 0 and "note: A probes smollm2, B probes gemma3" in err
+    code, err = export([a, "--diff", c, "-o", out_dir / "e.svg"], capsys)
+    assert code == 0 and "note:" not in err  # one model: nothing to say
+
+
 def test_diff_refuses_grids_without_shared_positions(tmp_path, out_dir, capsys):
     a = make_grid(tmp_path / "a", positions=STUDY[:5])
     b = make_grid(tmp_path / "b", positions=STUDY[5:])

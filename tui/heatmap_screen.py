@@ -401,6 +401,11 @@ class HeatmapScreen(Screen):
             return
         state.diff = model
         self.show_state()
+        from probeheat.probe.compare import other_models
+
+        note = other_models(state.model.grid, model.grid)
+        if note:
+            self.notify(note, severity="warning", timeout=8)
 
     # -- export ---------------------------------------------------------------------------
 

@@ -113,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
         out = _export_generalization(bundles, args)
     elif kinds == {"grid"}:
         diff = open_grid(args.diff) if args.diff else None
+        if diff is not None:
+            import sys
+
+            from ..probe.compare import other_models
+
+            note = other_models(bundles[0], diff)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         out = _export_grids(bundles, diff, args)
     elif kinds == {"steer"}:
         out = _export_steer(bundles, args)

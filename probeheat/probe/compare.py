@@ -40,6 +40,20 @@ def _cell_data(grid, row: int, col: int):
     return rows[keep], scores[keep], labels[rows[keep]]
 
 
+def other_models(a, b) -> str | None:
+    """A note when grids A and B probe different models (or revisions of one): their
+    difference then compares models, not positions or settings of one model."""
+    ma, mb = a.meta.get("model") or {}, b.meta.get("model") or {}
+    key = ("model_id", "revision")
+    if not ma or not mb or all(ma.get(k) == mb.get(k) for k in key):
+        return None
+    def name(m):
+        return m.get("model_id") or "?"
+    if name(ma) == name(mb):
+        return f"A and B probe two revisions of {name(ma)}: the difference compares them"
+    return f"A probes {name(ma)}, B probes {name(mb)}: the difference compares two models"
+
+
 def same_answers(ra: dict, rb: dict) -> bool:
     """The two grids' runs hold the same answers: one run, or a run made with
     --answers-from the other (or both from one source): the study's and the symmetric
