@@ -60,6 +60,10 @@ def test_a_head_grid_has_a_column_per_position_and_head(head_grid):
     by_head = np.nanmax(auc[:, cols], axis=0)
     assert int(np.argmax(by_head)) == 1 and by_head[-1] < by_head[1] - 0.15
     assert {"ece", "recall_at_fpr1", "recall_at_fpr5"} <= set(grid.metrics)
+    from probeheat.bundle.summary import summarize
+
+    assert summarize(grid)["shape"] == (f"4 layers x {H} heads at 3 position(s) "
+                                        "(exact_answer_last, exact_answer_first, -1)")
 
 
 def test_position_gives_one_layer_by_head_grid(runs, tmp_path, capsys):

@@ -56,7 +56,7 @@ def summarize(bundle: Bundle) -> dict:
             "dataset": _name(meta.get("dataset"), "name"),
             "run": meta.get("run", {}).get("id", "?"),
             "target": meta.get("label", "incorrect"),
-            "shape": f"{len(bundle.layers)} layers x {len(bundle.positions)} positions",
+            "shape": _grid_shape(bundle),
             "metrics": bundle.metrics,
             "best_cell": best_cell_summary(bundle),
             "nan_cells": len(meta.get("nan_reasons", [])),
@@ -146,3 +146,13 @@ def evidence(grid) -> dict:
              for k, name in enumerate(info.get("names", [])) if not math.isnan(auc[k])}
     return {"baselines": {"scored": table, "best": info.get("best"),
                           "absent": info.get("absent", {})}}
+
+
+def _grid_shape(bundle) -> str:
+    """"L layers x P positions", or for a head grid the heads at each position."""
+    heads = bundle.heads
+    if not heads:
+        return f"{len(bundle.layers)} layers x {len(bundle.positions)} positions"
+    where = heads.get("positions") or []
+    return (f"{len(bundle.layers)} layers x {heads.get('n_heads')} heads at {len(where)} "
+            f"position(s) ({', '.join(map(str, where))})")
