@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from probeheat.bundle import open_grid
+from probeheat.bundle.grid import METRIC_RANGES
 from probeheat.errors import UserError
 
 from . import keys
@@ -26,9 +27,8 @@ from .screens import PickScreen, PromptScreen, TextScreen
 RANGE_STEP = 0.05
 DIFF_SPAN = 0.1
 GAIN_SPAN = 0.25  # gain_layer0 / gain_baseline are drawn on -0.25..+0.25
-# colour ranges of metrics that do not live in 0.5..1 (the user's range is for AUC-like ones)
-METRIC_RANGES = {"ece": (0.0, 0.25), "recall_at_fpr1": (0.0, 1.0),
-                 "recall_at_fpr5": (0.0, 1.0)}
+# METRIC_RANGES (bundle/grid.py): colour ranges of metrics that do not live in 0.5..1 (the
+# user's range is for AUC-like ones), the same as the figures'
 STRIP_MIN_WIDTH = 110  # narrower terminals need the strip's 28 columns for the grid
 
 

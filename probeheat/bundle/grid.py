@@ -38,6 +38,8 @@ GEN_TENSORS = "generalization.safetensors"
 COUNT_NAMES = ("n_train", "n_test", "n_test_pos")
 UNIT_METRICS = ("auc", "accuracy", "ece", "recall_at_fpr1", "recall_at_fpr5")  # in [0, 1]
 LOWER_IS_BETTER = ("ece",)  # metrics whose best cell is the lowest
+# default colour ranges of metrics that do not live in 0.5..1, for the viewer and figures
+METRIC_RANGES = {"ece": (0.0, 0.3), "recall_at_fpr1": (0.0, 1.0), "recall_at_fpr5": (0.0, 1.0)}
 PAIRED = ("p_vs_baseline", "q_vs_baseline", "delta_vs_baseline")  # [L, P]
 # baselines and controls (FORMAT.md): dtype and dims; S, K: any (checked against each other
 # by their writer), B: the number of baselines grid.json names

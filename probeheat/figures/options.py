@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
+from ..bundle.grid import METRIC_RANGES
 from ..errors import UserError
 from ..selection import layer_number
 
@@ -21,8 +22,7 @@ DEFAULT_RANGE = (0.5, 1.0)
 # Metrics whose values do not live in 0.5..1: their default colour range. ECE is drawn on
 # a reversed ramp (figures/view.py; bundle/grid.py LOWER_IS_BETTER): lower is better, so
 # well-calibrated cells are dark.
-METRIC_RANGES = {"ece": (0.0, 0.3), "recall_at_fpr1": (0.0, 1.0),
-                 "recall_at_fpr5": (0.0, 1.0)}
+# METRIC_RANGES (bundle/grid.py): one table of default ranges for figures and the viewer.
 
 
 class Highlight(NamedTuple):
