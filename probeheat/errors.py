@@ -26,6 +26,15 @@ class UserError(Exception):
         return f"{text} ({self.fix})" if self.fix else text
 
 
+def did_you_mean(name: str, known) -> str:
+    """"did you mean 'X'? " for the known name nearest ``name`` (case aside), or "": the
+    start of a fix for a mistyped name."""
+    import difflib
+
+    near = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    return f"did you mean {near[0]!r}? " if near else ""
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt():
     """SIGTERM (kill, a batch scheduler's stop) raises KeyboardInterrupt, as Ctrl-C does, so

@@ -105,6 +105,7 @@ class HeatmapView(ScrollView, can_focus=True):
         self.anchor: tuple[int, int] | None = None  # first corner of a region being marked
         self.cell_width = MIN_CELL
         self._layout_width = -1  # the width the cells were fitted to
+        self._headers: list[str] | None = None  # column headers at that fit
         self._styles_changed, self._signature = True, None  # see notify_style_update
         self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
         self._styles: dict[tuple, Style] = {}
@@ -139,7 +140,7 @@ class HeatmapView(ScrollView, can_focus=True):
         self._layout_width = width
         fit = (width - self.label_width) // max(1, self.n_cols)
         cell_width = max(MIN_CELL, min(MAX_CELL, fit))
-        if not new_frame and cell_width == self.cell_width and hasattr(self, "_headers"):
+        if not new_frame and cell_width == self.cell_width and self._headers is not None:
             return
         self.cell_width = cell_width
         self._headers = column_headers(self.frame.col_names, self.cell_width - 1)

@@ -166,19 +166,18 @@ def _export_table(args: argparse.Namespace) -> int:
         raise UserError(str(args.bundles[1]), "a table holds one bundle",
                         "export the bundles one at a time")
     check_not_inside(args.output, [Path(args.bundles[0])], where="-o")
-    kind = open_bundle(args.bundles[0]).kind
-    if kind == "steer":
-        raise UserError(str(args.bundles[0]), "is a steer bundle: it exports as a figure, "
+    bundle = open_bundle(args.bundles[0])  # opened once; the view wraps it
+    if bundle.kind == "steer":
+        raise UserError(str(bundle.path), "is a steer bundle: it exports as a figure, "
                         "not a table", "name the file .png, .pdf or .svg")
-    if kind not in ("grid", "generalization", "run"):
-        raise UserError(str(args.bundles[0]), f"is a {kind} bundle, which has no table",
-                        f"`probeheat inspect {args.bundles[0]}` shows what it holds")
-    view = open_view(args.bundles[0])
-    if view.bundle.kind == "run":
-        raise UserError(str(view.path), "is a run bundle", "export takes a grid bundle from "
-                        "`probeheat probe` or a generalization bundle; in Python, "
+    if bundle.kind == "run":
+        raise UserError(str(bundle.path), "is a run bundle", "export takes a grid bundle "
+                        "from `probeheat probe` or a generalization bundle; in Python, "
                         "probeheat.open(path).records() gives a run's records")
-    print(write_table(view.table(), args.output))
+    if bundle.kind not in ("grid", "generalization"):
+        raise UserError(str(bundle.path), f"is a {bundle.kind} bundle, which has no table",
+                        f"`probeheat inspect {args.bundles[0]}` shows what it holds")
+    print(write_table(open_view(bundle).table(), args.output))
     return 0
 
 

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probeheat.errors import UserError
+from probeheat.errors import UserError, did_you_mean
 
 BUILTIN = ("world-facts",)
 _SCALARS = (str, int, float, bool, type(None))
@@ -182,15 +182,11 @@ def _check_preset_columns(spec: str, question_column, answers_column, id_column)
 def unknown_dataset(spec: str) -> UserError:
     """A name that is neither a file nor a built-in dataset or preset: say what is known,
     the nearest name first."""
-    import difflib
-
     from probeheat.data import presets
 
     names = sorted(BUILTIN) + sorted(presets.PRESETS)
-    near = difflib.get_close_matches(spec.lower(), names, n=1, cutoff=0.6)
-    hint = f"did you mean {near[0]!r}? " if near else ""
     return UserError("--dataset", f"unknown dataset {spec!r}: no such file, built-in dataset "
-                     "or preset", f"{hint}known: {', '.join(names)}; or a .jsonl, .json, .csv "
+                     "or preset", f"{did_you_mean(spec, names)}known: {', '.join(names)}; or a .jsonl, .json, .csv "
                      "or .parquet file, or hf:NAME")
 
 

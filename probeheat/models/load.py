@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from probeheat.errors import UserError
+from probeheat.errors import UserError, did_you_mean
 from probeheat.hashing import sha256_file
 from probeheat.models.builtin import BUILTIN_MODELS, provision
 
@@ -151,13 +151,9 @@ def hub_unreachable() -> bool:
 
 
 def _unknown(spec: str, err: Exception) -> UserError:
-    import difflib
-
     detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    near = difflib.get_close_matches(spec.lower(), list(BUILTIN_MODELS), n=1, cutoff=0.6)
-    hint = f"did you mean {near[0]!r}? " if near else ""
     return UserError(spec, f"unknown model path or name, or the hub is unreachable ({detail})",
-                     f"{hint}pass a built-in name ({', '.join(BUILTIN_MODELS)}), a model "
+                     f"{did_you_mean(spec, BUILTIN_MODELS)}pass a built-in name ({', '.join(BUILTIN_MODELS)}), a model "
                      "folder or a .gguf file; hub ids need network access or a filled HF cache")
 
 

@@ -76,7 +76,7 @@ def prepare(cfg: RunConfig, names: list[str], argv) -> RunContext:
     dataset = load_dataset(cfg.dataset, question_column=cfg.question_column,
                            answers_column=cfg.answers_column, id_column=cfg.id_column,
                            limit=cfg.limit, seed=cfg.seed, missing_id=cfg.missing_id)
-    check_columns(cfg, dataset)  # before minutes of loading a model, not after
+    check_before_loading(cfg, dataset)  # before minutes of loading a model, not after
     if not cfg.verbose:  # third-party bars ("Loading weights") would break our own output
         from transformers.utils import logging as hf_logging
 
@@ -114,9 +114,8 @@ def source_answers(ctx: RunContext) -> dict[int, dict]:
                         f"not {mine.get('model_id')!r}", "reuse answers of the same model")
     # the same questions in the same order, or the first of them (a smaller --limit)
     records = {r["index"]: r for r in source.records()}
-    examples = ctx.dataset.examples
-    if len(records) < len(examples) or any(
-            i not in records or records[i].get("prompt") != ctx.prompts.text[i]
+    examples = ctx.dataset.examples  # as many as the source answered: check_before_loading
+    if any(i not in records or records[i].get("prompt") != ctx.prompts.text[i]
             or records[i].get("id") != examples[i].id for i in range(len(examples))):
         raise UserError(where, f"{source.path} answered other prompts (dataset, --seed, "
                         "--template or --few-shot differ, or --limit is larger)",
@@ -125,10 +124,7 @@ def source_answers(ctx: RunContext) -> dict[int, dict]:
     if not all("generated_ids" in r for r in records.values()):
         raise UserError(where, f"{source.path} kept no generated token ids (written before "
                         "format 1.2)", "run it again with this probeheat")
-    if ctx.dataset.content_hash != (source.meta.get("dataset") or {}).get("content_hash"):
-        raise UserError(where, f"{source.path} used another copy of the dataset",
-                        "pass the same dataset")
-    return records
+    return records  # the copy of the dataset was checked before loading
 
 
 def prepare_sampling(ctx: RunContext) -> None:
@@ -155,7 +151,7 @@ def samples_meta(ctx: RunContext) -> dict | None:
             "error_types": "probeheat.data.error_types (the study's rules; README)"}
 
 
-def check_columns(cfg: RunConfig, dataset) -> None:
+def check_before_loading(cfg: RunConfig, dataset) -> None:
     """What can be checked before minutes of loading a model: --category-column /
     --group-column name columns the dataset has, --few-shot and --template are valid,
     and --answers-from is a run of as many questions of this dataset."""
