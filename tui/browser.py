@@ -25,6 +25,7 @@ REFRESH_S = 2.0  # how often runs still being written are read again
 class BrowserScreen(Screen):
     COMMANDS = {ScreenCommands}
     BINDINGS = keys.bindings(keys.BROWSER)
+    DEFAULT_CSS = "BrowserScreen DataTable { height: 1fr; }"
 
     def __init__(self, root: Path) -> None:
         super().__init__()

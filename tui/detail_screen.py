@@ -36,7 +36,7 @@ from .samples import (
     type_letters,
     type_names,
 )
-from .screens import PickScreen, TextScreen, detail_text, label_text
+from .screens import PickScreen, TextScreen, detail_text, dialog_css, label_text
 
 
 class DetailScreen(ModalScreen):
@@ -44,6 +44,13 @@ class DetailScreen(ModalScreen):
     example with a type filter, and the way to each one's sampled answers."""
 
     BINDINGS = keys.bindings(keys.DETAIL)
+    DEFAULT_CSS = dialog_css("DetailScreen") + """
+    DetailScreen #detail-box { padding: 1 2 0 2; }
+    DetailScreen #detail-body { height: 1fr; }
+    DetailScreen #detail-box.sampled #detail-body { height: auto; max-height: 45%; }
+    DetailScreen #detail-filter, DetailScreen #detail-status { height: 1; }
+    DetailScreen #detail-examples { height: 1fr; }
+    """
 
     def __init__(self, model: GridModel, row: int, col: int, metric: str, *,
                  root=None) -> None:

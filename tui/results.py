@@ -205,6 +205,10 @@ class ResultScreen(Screen):
     """A page of one bundle: a title, a scrolling body of tables, a status line."""
 
     COMMANDS = {ScreenCommands}
+    DEFAULT_CSS = """
+    ResultScreen #result-body { height: 1fr; padding: 0 1; }
+    ResultScreen .result-part { margin-bottom: 1; }
+    """
     what = "bundle"
 
     def __init__(self, bundle) -> None:

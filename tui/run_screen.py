@@ -144,6 +144,19 @@ def reasons_table(info: RunInfo) -> Table | Text:
 class RunScreen(Screen):
     COMMANDS = {ScreenCommands}
     BINDINGS = keys.bindings(keys.RUN)
+    DEFAULT_CSS = """
+    RunScreen #run-overview { height: auto; padding: 0 1; }
+    RunScreen #run-summary { height: auto; max-height: 7; padding: 0 1; }
+    RunScreen #run-categories { width: auto; min-width: 30; max-width: 50%; margin-right: 3; }
+    RunScreen #run-types { width: auto; max-width: 50%; margin-right: 3; }
+    RunScreen #run-reasons { width: 1fr; }
+    RunScreen #run-grids-title { height: auto; padding: 0 1; }
+    RunScreen #run-grids { height: auto; max-height: 4; }
+    RunScreen #run-filters { height: 1; }
+    RunScreen #run-filter { width: auto; padding: 0 1; }
+    RunScreen #run-search { width: 1fr; height: 1; border: none; padding: 0 1; }
+    RunScreen #run-examples { height: 1fr; }
+    """
 
     def __init__(self, info: RunInfo, *, root: Path | None = None) -> None:
         super().__init__()

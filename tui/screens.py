@@ -17,10 +17,30 @@ from .model import CellDetail, Example
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 
 
+def dialog_css(screen: str) -> str:
+    """The CSS of a modal screen whose content is a box with the class `dialog`."""
+    return f"""
+    {screen} {{ align: center middle; }}
+    {screen} .dialog {{
+        width: 70;
+        height: auto;
+        max-height: 90%;
+        padding: 1 2;
+        border: round $accent;
+        background: $surface;
+    }}
+    {screen} .dialog.wide {{ width: 90%; height: 90%; }}
+    """
+
+
 class MessageScreen(Screen):
     """A whole-screen message for input the viewer cannot show (bad path, empty folder)."""
 
     BINDINGS = keys.bindings(keys.MESSAGE)
+    DEFAULT_CSS = """
+    MessageScreen #message { padding: 1 2; height: 1fr; }
+    MessageScreen #message-title { text-style: bold; color: $error; margin-bottom: 1; }
+    """
 
     def __init__(self, title: str, lines: list[str]) -> None:
         super().__init__()
@@ -46,6 +66,16 @@ class TooSmallScreen(ModalScreen):
     """Covers everything while the terminal is smaller than the viewer needs."""
 
     BINDINGS = keys.bindings(keys.TOO_SMALL)
+    DEFAULT_CSS = """
+    TooSmallScreen { align: center middle; }
+    TooSmallScreen #too-small {
+        width: auto;
+        height: auto;
+        padding: 1 2;
+        border: heavy $warning;
+        text-style: bold;
+    }
+    """
 
     def compose(self) -> ComposeResult:
         yield Static(id="too-small")
@@ -64,6 +94,7 @@ class PromptScreen(ModalScreen[str | None]):
     """One line of input; Enter answers it, Escape cancels."""
 
     BINDINGS = keys.bindings(keys.PROMPT)
+    DEFAULT_CSS = dialog_css("PromptScreen")
 
     def __init__(self, title: str, *, value: str = "", placeholder: str = "",
                  suggestions: list[str] | None = None) -> None:
@@ -92,6 +123,9 @@ class PickScreen(ModalScreen[int | None]):
     """Choose one of several labelled things (the grid to diff against)."""
 
     BINDINGS = keys.bindings(keys.PICK)
+    DEFAULT_CSS = dialog_css("PickScreen") + """
+    PickScreen OptionList { height: auto; max-height: 16; }
+    """
 
     def __init__(self, title: str, labels: list[str]) -> None:
         super().__init__()
@@ -115,6 +149,7 @@ class TextScreen(ModalScreen):
     """Scrollable text (help, cell detail); any of Escape, Enter or q closes it."""
 
     BINDINGS = keys.bindings(keys.TEXT)
+    DEFAULT_CSS = dialog_css("TextScreen")
 
     def __init__(self, body, *, screen_id: str) -> None:
         super().__init__(id=screen_id)
