@@ -197,7 +197,7 @@ def view_load(path: Path) -> tuple[int, str]:
     if type(first).__name__ == "RunScreen":
         return 0, f"run {first.run.n_examples}"
     model = first.states[0].model
-    return 0, repr((model.title, model.values(first.states[0].metric).tobytes()))
+    return 0, repr((model.title, np.asarray(model.values(first.states[0].metric)).tobytes()))
 
 
 def outcomes(kind: str, root: Path, work: Path) -> dict[str, tuple[int, str]]:

@@ -106,7 +106,7 @@ def test_find_bundles_lists_kinds_and_skips_unfinished(art, tmp_path):
 def test_diff_is_a_minus_b_on_shared_cells(art, tmp_path):
     a, b = GridModel(open_grid(art["grid"])), GridModel(open_grid(art["grid_b"]))
     d = diff_values(a, b, "auc")
-    expected = a.values("auc") - b.values("auc")
+    expected = np.asarray(a.values("auc")) - np.asarray(b.values("auc"))
     assert np.allclose(d, expected, equal_nan=True)
     fewer = GridModel(open_grid(make_grid(tmp_path / "g", layers=8, positions=POSITIONS[:3])))
     d = diff_values(a, fewer, "auc")
@@ -251,7 +251,7 @@ async def test_diff_against_another_open_grid(art):
         assert screen.state.diff is not None
         view = screen.query_one(HeatmapView)
         a, b = GridModel(open_grid(art["grid"])), GridModel(open_grid(art["grid_b"]))
-        assert np.allclose(view.frame.values, a.values("auc") - b.values("auc"), equal_nan=True)
+        assert np.allclose(view.frame.values, np.asarray(a.values("auc")) - np.asarray(b.values("auc")), equal_nan=True)
         assert view.frame.ramp == "RdBu_r" and view.frame.vmin == -view.frame.vmax
         assert "A-B" in status(app) and "diff vs" in screen_text(app)
         assert screen.export_arguments()["diff"].path == b.grid.path

@@ -1,7 +1,9 @@
 """The viewer application: decides the first screen from the paths it was given.
 
-Imports numpy, safetensors and textual only; never torch, transformers or matplotlib
-(matplotlib is imported by the export action, on first use).
+Imports textual and the standard library to draw a grid's first frame (the grid screen
+reads its cells with probeheat/bundle/tensorfile.py); numpy loads with the first feature
+that needs it (a diff, a cell's detail, the browser). Never torch, transformers or
+matplotlib (matplotlib is imported by the export action, on first use).
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ class ViewerApp(App):
     BINDINGS = keys.bindings(keys.APP)
 
     def __init__(self, paths: list[Path] | None = None, *, root: Path = DEFAULT_ROOT,
-                 metric: str | None = None, vmin: float = 0.5, vmax: float = 1.0) -> None:
+                 metric: str | None = None, vmin: float = 0.5, vmax: float = 1.0,
+                 opened=()) -> None:
+        """opened: bundles of these paths already opened (by `probeheat view`'s checks),
+        so that their manifests are not read and checked a second time."""
         super().__init__()
         self.paths = [Path(p) for p in paths or []]
+        self._opened = {Path(b.path): b for b in opened}
         self.root = root
         self.options = dict(metric=metric, vmin=vmin, vmax=vmax)
         self.started = False
@@ -65,7 +71,7 @@ class ViewerApp(App):
         bundles, problems = [], []
         for path in self.paths:
             try:
-                bundle = open_bundle(path)
+                bundle = self._opened.get(path) or open_bundle(path)
                 if bundle.kind == "run":  # read now: a damaged run is a message, not a crash
                     bundle.records()
                 bundles.append(bundle)
@@ -108,7 +114,7 @@ class ViewerApp(App):
         names = _short_names([g.path for g in grids])
         models = [GridModel(g, name) for g, name in zip(grids, names, strict=True)]
         for model in models:  # read now, so a damaged grid is a message, not a crash later
-            model.values("auc" if "auc" in model.metrics else model.metrics[0])
+            model.read_all()
         return HeatmapScreen(models, candidates=candidates, **self.options)
 
     def open_grids(self, grids, candidates=None) -> None:
@@ -204,6 +210,6 @@ def _short_names(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
 
 
-def run_viewer(paths: list[Path], **options) -> int:
-    ViewerApp(paths, **options).run()
+def run_viewer(paths: list[Path], opened=(), **options) -> int:
+    ViewerApp(paths, opened=opened, **options).run()
     return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -26,7 +26,10 @@ from textual.widget import Widget
 
 from .colors import color_of, ink_for, shade_of
 from .keys import HEATMAP_VIEW, bindings
-from .model import column_headers
+from .model import Cells, column_headers
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HEADER_LINES = 1
 MIN_CELL, MAX_CELL = 4, 9
@@ -41,7 +44,7 @@ Box = tuple[int, int, int, int]  # row_lo, row_hi, col_lo, col_hi (inclusive ind
 class HeatFrame:
     """Everything the widget draws; a new frame replaces the old one and clears the cache."""
 
-    values: np.ndarray
+    values: Cells | np.ndarray  # [row, col] gives a cell's value; .shape
     row_labels: list[str]
     col_names: list[str]
     ramp: str = "Blues"
@@ -100,7 +103,7 @@ class HeatmapView(ScrollView, can_focus=True):
 
     def __init__(self, frame: HeatFrame | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.frame = frame or HeatFrame(np.zeros((0, 0)), [], [])
+        self.frame = frame or HeatFrame(Cells((0, 0), []), [], [])
         self.hover: tuple[int, int] | None = None
         self.anchor: tuple[int, int] | None = None  # first corner of a region being marked
         self.cell_width = MIN_CELL

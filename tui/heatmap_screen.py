@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -466,6 +465,6 @@ def _first_metric(model: GridModel) -> str:
 
 
 def _fmt(value: float, signed: bool = False) -> str:
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, float) and math.isnan(value):
         return "NaN"
     return f"{value:+.3f}" if signed else f"{value:.3f}"

@@ -10,13 +10,20 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from probeheat.bundle import GridBundle, open_bundle
-from probeheat.bundle.grid import LOWER_IS_BETTER, best_index
+from probeheat.bundle.grid import COUNT_NAMES, LOWER_IS_BETTER, best_index, shown_baselines
+from probeheat.bundle.tensorfile import Cells
 from probeheat.errors import UserError
 from probeheat.selection import ALL, select_layers, select_positions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The grid screen reads its cells as Python numbers (GridBundle.cells, tensorfile.Cells): a
+# grid is a few thousand of them, and the first frame is drawn before numpy is imported
+# (a third of the viewer's start-up). numpy loads on first use: a diff, a cell's detail.
 
 # Short names for the study's positions, longest first; a column header uses the longest
 # one that fits its cell.
@@ -56,10 +63,10 @@ def column_headers(positions: list[str], width: int) -> list[str]:
     return heads
 
 
-def best_of(values: np.ndarray, lower: bool = False) -> tuple[int, int] | None:
+def best_of(values, lower: bool = False) -> tuple[int, int] | None:
     """(row, col) of the best finite value: the highest, or the lowest when ``lower``
-    (probeheat.bundle.grid.best_index on the negated values)."""
-    return best_index(-np.asarray(values, dtype=np.float64) if lower else values)
+    (probeheat.bundle.grid.best_index)."""
+    return best_index(values, lower=lower)
 
 
 def head_layout(grid: GridBundle) -> dict | None:
@@ -113,11 +120,17 @@ class GridModel:
         self.columns = self.grid.head_columns(position)
         self.positions = [f"head {h}" for h in range(self.heads["n_heads"])]
 
-    def take(self, values: np.ndarray, axis: int = -1) -> np.ndarray:
-        """The shown columns of an array over the grid's columns (all of them when the grid
-        is not a head grid)."""
+    def take(self, values, axis: int = -1):
+        """The shown columns of an array (numpy, or Cells of a matrix) over the grid's
+        columns (all of them when the grid is not a head grid)."""
         if self.columns is None:
             return values
+        if isinstance(values, Cells):
+            if axis not in (-1, 1) or len(values.shape) != 2:
+                raise ValueError("Cells: only a matrix's columns are taken")
+            return values.take_columns(self.columns)
+        import numpy as np
+
         return np.take(values, self.columns, axis=axis)
 
     def grid_col(self, col: int) -> int:
@@ -139,14 +152,38 @@ class GridModel:
     def grid_values(self):
         return self.grid.grid_values  # read once by the bundle, shared with the figures
 
-    def values(self, metric: str) -> np.ndarray:
+    def values(self, metric: str) -> Cells:
         if metric not in self.metrics:
             self.grid.metric(metric)  # the one-line error naming the metrics there are
-        return self.take(self.grid_values.metric(metric))
+        self._check_headers()
+        return self.take(self.grid.cells(metric))
+
+    def read_all(self) -> None:
+        """Read (and so check) every tensor the grid screen shows: a damaged grid is then
+        a message when it is opened, not a crash when its cursor reaches the damage."""
+        for metric in self.metrics:
+            self.values(metric)
+            for suffix in ("_lo", "_hi", "_std"):
+                self._cells(metric + suffix)
+        self.counts  # noqa: B018
+        self.baselines  # noqa: B018
+        self.null  # noqa: B018
+
+    def _check_headers(self) -> None:
+        """Every tensor header against the format, once, before any values are used."""
+        if not self.__dict__.get("_headers_checked"):
+            self.grid.check_headers()
+            self._headers_checked = True
+
+    def _cells(self, name: str) -> Cells | None:
+        """A tensor of the grid as Python numbers (None when the grid lacks it)."""
+        self._check_headers()
+        return self.grid.cells(name) if name in self.grid.tensor_names else None
 
     @cached_property
-    def _counts(self) -> dict[str, np.ndarray]:
-        return self.grid.counts()
+    def _counts(self) -> dict[str, Cells]:
+        return {name: self._cells(name) for name in COUNT_NAMES
+                if name in self.grid.tensor_names}
 
     @property
     def counts(self) -> dict[str, np.ndarray]:
@@ -158,8 +195,8 @@ class GridModel:
         return self.grid.reasons()
 
     def interval(self, metric: str, row: int, col: int) -> tuple[float, float] | None:
-        bounds = self.grid_values.intervals.get(metric)
-        if bounds is None:
+        bounds = self._cells(f"{metric}_lo"), self._cells(f"{metric}_hi")
+        if bounds[0] is None or bounds[1] is None:
             return None
         col = self.grid_col(col)
         lo, hi = float(bounds[0][row, col]), float(bounds[1][row, col])
@@ -272,7 +309,7 @@ class GridModel:
 
     def spread(self, metric: str, row: int, col: int) -> float | None:
         """The spread over seeds of a cell (None with one seed)."""
-        std = self.grid_values.spread.get(metric)
+        std = self._cells(f"{metric}_std")
         seeds = (self.grid.meta.get("probe") or {}).get("seeds") or []
         col = self.grid_col(col)
         if std is None or len(seeds) < 2 or math.isnan(std[row, col]):
@@ -285,29 +322,30 @@ class GridModel:
         grid = self.grid
         if "baseline_auc" not in grid.tensor_names:
             return []
-        auc, lo, hi = (grid.tensor(f"baseline_auc{s}") for s in ("", "_lo", "_hi"))
-        n = grid.tensor("baseline_n_test")[0]
+        auc, lo, hi = (self._cells(f"baseline_auc{s}") for s in ("", "_lo", "_hi"))
+        n = self._cells("baseline_n_test")[0]
         names = (grid.meta.get("baselines") or {}).get("names", [])
-        from probeheat.probe.report import shown_baselines
-
         rows = [(shown, float(auc[k]), float(lo[k]), float(hi[k]), int(n[k]))
                 for k, shown in shown_baselines(names, auc)]
         return sorted(rows, key=lambda r: -r[1])
 
     @cached_property
-    def _null(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if "perm_auc" not in self.grid.tensor_names:
+    def _null(self) -> tuple[list[float], list[float]] | None:
+        perm = self._cells("perm_auc")
+        if perm is None:
             return None
-        rows = [v[np.isfinite(v)] for v in self.grid.tensor("perm_auc")]
-        median = np.array([np.median(v) if v.size else np.nan for v in rows])
-        p95 = np.array([np.percentile(v, 95) if v.size else np.nan for v in rows])
+        rows = [sorted(v for v in row if math.isfinite(v)) for row in perm.rows()]
+        median = [percentile(v, 50) for v in rows]
+        p95 = [percentile(v, 95) for v in rows]
         return median, p95
 
     @property
-    def null(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(median, 95th percentile) of the permutation null per column (NaN: none)."""
+    def null(self) -> tuple[list[float], list[float]] | None:
+        """(median, 95th percentile) of the permutation null per shown column (NaN: none)."""
         found = self._null
-        return None if found is None else (self.take(found[0]), self.take(found[1]))
+        if found is None or self.columns is None:
+            return found
+        return [found[0][j] for j in self.columns], [found[1][j] for j in self.columns]
 
     def stored(self, name: str) -> np.ndarray | None:
         """A per-cell tensor the grid may hold (p_vs_baseline, q_vs_baseline, ...)."""
@@ -364,6 +402,17 @@ def type_grid_folder(path: Path, dirs: list[str] | None = None) -> list[Path]:
             return []
     order = PAPER_TYPES + tuple(n for n in ALL_NAMES if n not in PAPER_TYPES)  # A-E first
     return sorted(grids, key=lambda g: order.index(g.name))
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The q-th percentile of sorted values, as numpy's default ("linear") computes it;
+    NaN for no values."""
+    if not ordered:
+        return math.nan
+    at = q / 100 * (len(ordered) - 1)
+    i = min(int(at), len(ordered) - 1)
+    a, b, t = ordered[i], ordered[min(i + 1, len(ordered) - 1)], at - i
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
 
 
 def diff_values(a: GridModel, b: GridModel, metric: str) -> np.ndarray:
@@ -487,7 +536,7 @@ def _describe_grid(grid: GridBundle, entry: BundleEntry) -> None:
     if "labels" in grid.tensor_names:
         labels = grid.tensor("labels")
         entry.examples = str(len(labels))
-        entry.accuracy = _accuracy(float(np.sum(labels == 0)), len(labels))
+        entry.accuracy = _accuracy(float((labels == 0).sum()), len(labels))
     metric = "auc" if "auc" in grid.metrics else grid.metrics[0]
     best = grid.best_cell(metric)
     if best is not None:
@@ -596,7 +645,7 @@ def paired_tests(model: GridModel, row: int, col: int) -> list[tuple[str, float,
     grid = model.grid
     if math.isnan(value) or "scores" not in grid.tensor_names:
         return out
-    labels = grid.tensor("labels").astype(np.int64)
+    labels = grid.tensor("labels").astype("int64")
     rows, here = cell_scores(grid, row, model.grid_col(col))
     others = []
     if 0 in model.layers and model.layers[row] != 0:
@@ -630,7 +679,7 @@ def _add_examples(model: GridModel, detail: CellDetail, k: int) -> None:
         where = model.grid.run_ref.get("path") or "its run bundle"
         detail.examples_note = f"run bundle not found ({where}): questions and answers unavailable"
         return
-    order = np.argsort(-scores, kind="stable")
+    order = (-scores).argsort(kind="stable")
 
     def pick(indices) -> list[Example]:
         out = []

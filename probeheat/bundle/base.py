@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
 from .. import __version__
 from ..errors import UserError
@@ -38,6 +37,13 @@ from .manifest import (
 )
 from .migrate import upgrade, upgrade_meta
 from .schema import MAX_DEPTH, check_manifest_fields, depth, load_json
+from .tensorfile import TensorFile
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where tensor values are read or written as arrays, not here: opening a
+# bundle, its metadata and its tensor headers (tensorfile.py) need the standard library only.
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _VERIFY = [True]
@@ -193,8 +199,12 @@ class Bundle:
     @cached_property
     def tensor_names(self) -> list[str]:
         """The tensors ``tensors_file`` holds (its header only)."""
-        with open_tensors(self.member(self.tensors_file)) as f:
-            return list(f.keys())
+        return self.header.keys()
+
+    @cached_property
+    def header(self) -> TensorFile:
+        """``tensors_file``'s header, read once and checked as safetensors checks it."""
+        return TensorFile(self.member(self.tensors_file))
 
     def read_tensor(self, name: str, spec: tuple | None) -> np.ndarray:
         """A tensor of ``tensors_file``, with the (dtype, shape) ``spec`` checked where
@@ -236,6 +246,9 @@ def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
     A full disk or any other write failure is an OSError, with the temporary file removed.
     """
+    import numpy as np
+    from safetensors.numpy import save_file
+
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         # np.ascontiguousarray would turn 0-d arrays into 1-d ones

@@ -13,11 +13,11 @@ Generalization layout::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from .base import (
@@ -30,6 +30,10 @@ from .base import (
 )
 from .manifest import DAMAGED_FIX
 from .schema import check_generalization_meta, check_grid_meta
+from .tensorfile import Cells
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GRID_META = "grid.json"
 GRID_TENSORS = "grid.safetensors"
@@ -57,17 +61,37 @@ PROBABILITIES = ("baseline_auc", "baseline_auc_lo", "baseline_auc_hi", "baseline
                  "reliability_observed")
 
 
-def best_index(values: np.ndarray) -> tuple[int, int] | None:
-    """(row, col) of the highest finite value, or None when no cell has one.
+def best_index(values, lower: bool = False) -> tuple[int, int] | None:
+    """(row, col) of the highest finite value (the lowest when ``lower``; the first in row
+    order on a tie), or None when no cell has one. ``values``: a matrix (a numpy array, or
+    tensorfile.Cells for readers that do not load numpy).
 
     The one definition of "best cell" in probeheat: reports, the viewer and figures use it.
     """
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    if values.size == 0 or not finite.any():
-        return None
-    i, j = np.unravel_index(np.argmax(np.where(finite, values, -np.inf)), values.shape)
-    return int(i), int(j)
+    best, found = None, None
+    for i, row in enumerate(values.tolist()):
+        for j, value in enumerate(row):
+            value = float(value)
+            if math.isfinite(value) and (best is None or (value < best if lower else value > best)):
+                best, found = value, (i, j)
+    return found
+
+
+def shown_baselines(names: list[str], auc) -> list[tuple[int, str]]:
+    """(index, name to show) of the scored baselines, a probability statistic folded into
+    its log-probability twin when they order the examples alike (min, max and last always
+    do) and so have the same AUC: "(log)prob_min_exact"."""
+    out = []
+    for k, name in enumerate(names):
+        if math.isnan(auc[k]):
+            continue
+        if name.startswith("prob_") and f"log{name}" in names \
+                and auc[names.index(f"log{name}")] == auc[k]:
+            continue
+        twin = name[len("log"):] if name.startswith("logprob_") else None
+        folded = twin in names and auc[names.index(twin)] == auc[k]
+        out.append((k, f"(log){twin}" if folded else name))
+    return out
 
 
 @dataclass(frozen=True)
@@ -109,7 +133,7 @@ class GridValues:
     def best_cell(self, metric: str | None = None) -> BestCell | None:
         metric = metric or self.metrics[0]
         values = self.values[metric]
-        found = best_index(-values if metric in LOWER_IS_BETTER else values)
+        found = best_index(values, lower=metric in LOWER_IS_BETTER)
         if found is None:
             return None
         i, j = found
@@ -130,6 +154,8 @@ class GridValues:
 
     def diff(self, other: GridValues, metric: str) -> np.ndarray | None:
         """A - B over A's cells, NaN where B lacks the cell; None when nothing is shared."""
+        import numpy as np
+
         aligned = self.align(other)
         if aligned is None:
             return None
@@ -187,6 +213,24 @@ class GridBundle(Bundle):
         check_values(name, values, self.metrics, path)
         return values
 
+    def cells(self, name: str):
+        """A tensor as Python numbers (tensorfile.Cells), checked as ``tensor`` checks it,
+        without loading numpy: what the viewer's first frame reads."""
+        cache = self.__dict__.setdefault("_cells", {})
+        if name not in cache:
+            path = self.member(GRID_TENSORS)
+            if name not in self.tensor_names:
+                raise UserError(str(path), f"no tensor {name!r}",
+                                f"available: {', '.join(self.tensor_names)}")
+            dtype, shape = self._spec(self.header, name, path)
+            expect_tensor(self.header, name, path, dtype, shape)
+            values = self.header.values(name)
+            check_values(name, values, self.metrics, path)
+            if name == self.metrics[0]:
+                self._check_empty_cells(values)
+            cache[name] = values
+        return cache[name]
+
     def _spec(self, f, name: str, path: Path) -> tuple[str | None, list | None]:
         """(dtype, shape) FORMAT.md gives a grid tensor; (None, None) for tensors it does not
         name (a reader ignores those)."""
@@ -225,12 +269,14 @@ class GridBundle(Bundle):
                                     f"{n} labelled examples", DAMAGED_FIX)
         self.grid_values  # noqa: B018  (empty cells have their reasons)
 
-    def _check_empty_cells(self, values: np.ndarray) -> None:
+    def _check_empty_cells(self, values) -> None:
         """Every cell without a value is listed in nan_reasons (when the grid has the list)."""
         if "nan_reasons" not in self.meta:
             return
         listed = set(self.reasons())
-        for i, j in np.argwhere(np.isnan(values)):
+        empty = [(i, j) for i, row in enumerate(values.tolist())
+                 for j, value in enumerate(row) if math.isnan(value)]
+        for i, j in empty:
             if (self.layers[i], self.positions[j]) not in listed:
                 raise UserError(str(self.path / GRID_META), f"cell layer {self.layers[i]}, "
                                 f"{self.positions[j]} is empty but nan_reasons does not say "
@@ -239,12 +285,12 @@ class GridBundle(Bundle):
     def metric(self, name: str) -> np.ndarray:
         if name not in self.metrics:
             raise UserError(str(self.path), f"unknown metric {name!r}", f"this grid has: {', '.join(self.metrics)}")
-        return self.tensor(name).astype(np.float64)
+        return self.tensor(name).astype("float64")
 
     def interval(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         lo, hi = f"{name}_lo", f"{name}_hi"
         if lo in self.tensor_names and hi in self.tensor_names:
-            return self.tensor(lo).astype(np.float64), self.tensor(hi).astype(np.float64)
+            return self.tensor(lo).astype("float64"), self.tensor(hi).astype("float64")
         return None
 
     def counts(self) -> dict[str, np.ndarray]:
@@ -260,11 +306,11 @@ class GridBundle(Bundle):
     def check_headers(self) -> None:
         """Every tensor's dtype and shape against the format, from the header alone."""
         path = self.member(GRID_TENSORS)
-        with open_tensors(path) as f:
-            for name in f.keys():
-                dtype, shape = self._spec(f, name, path)
-                if dtype is not None:
-                    expect_tensor(f, name, path, dtype, shape)
+        f = self.header
+        for name in f.keys():
+            dtype, shape = self._spec(f, name, path)
+            if dtype is not None:
+                expect_tensor(f, name, path, dtype, shape)
 
     @cached_property
     def grid_values(self) -> GridValues:
@@ -280,7 +326,7 @@ class GridBundle(Bundle):
             if bounds is not None:
                 intervals[name] = bounds
             if f"{name}_std" in self.tensor_names:
-                spread[name] = self.tensor(f"{name}_std").astype(np.float64)
+                spread[name] = self.tensor(f"{name}_std").astype("float64")
         return GridValues(self.layers, self.positions, self.metrics, values, intervals, spread)
 
     def best_cell(self, metric: str = "auc") -> tuple[int, str, float] | None:
@@ -299,6 +345,8 @@ class GridBundle(Bundle):
             scores = f.get_slice("scores")[seed_index, i, j]
             rows = f.get_slice("test_rows")[seed_index]
             labels = get_tensor(f, "labels", path)
+        import numpy as np
+
         keep = (rows >= 0) & ~np.isnan(scores)
         rows = rows[keep].astype(np.int64)
         return rows, scores[keep].astype(np.float64), labels[rows].astype(np.int64)
@@ -346,7 +394,7 @@ class GeneralizationBundle(Bundle):
             values = get_tensor(f, "auc", path, "F64",
                                 [len(self.train_names), len(self.test_names)])
         check_values("auc", values, ["auc"], path)
-        return values.astype(np.float64)
+        return values.astype("float64")
 
     def check_all(self) -> None:
         self.matrix()
@@ -360,33 +408,49 @@ class GeneralizationBundle(Bundle):
         return [str(r["name"]) for r in self.require("test_runs")]
 
 
-def check_values(name: str, values: np.ndarray, metrics: list[str], path: Path) -> None:
+def check_values(name: str, values, metrics: list[str], path: Path) -> None:
     """Refuse values the format forbids: infinities in metrics, metrics of [0, 1] outside
-    it, labels other than 0/1, negative counts, row numbers below -1."""
+    it, labels other than 0/1, negative counts, row numbers below -1. ``values``: a numpy
+    array or tensorfile.Cells (the same rules, over the values as Python numbers)."""
     base = name.rsplit("_", 1)[0] if name.endswith(("_lo", "_hi", "_std")) else name
     base = base.removesuffix("_by_seed")
-    problem = None
-    if base in metrics and values.size:
-        finite = values[~np.isnan(values)]
-        if not np.isfinite(finite).all():
-            problem = "holds infinite values"
-        elif base in UNIT_METRICS and not name.endswith("_std") and (
-                (finite < 0).any() or (finite > 1).any()):
-            problem = "holds values outside [0, 1]"
-    elif name in PROBABILITIES and values.size:
-        finite = values[~np.isnan(values)]
-        if (finite < 0).any() or (finite > 1).any():
-            problem = "holds values outside [0, 1]"
-    elif name == "baseline_sign" and values.size and not np.isin(values, (-1, 0, 1)).all():
-        problem = "holds signs other than -1, 0 and 1"
-    elif name == "labels" and values.size and not np.isin(values, (0, 1)).all():
-        problem = "holds labels other than 0 and 1"
-    elif name in COUNT_NAMES + ("reliability_count",) and values.size and values.min() < 0:
-        problem = "holds negative counts"
-    elif name in ("test_rows", "train_rows") and values.size and values.min() < -1:
-        problem = "holds row numbers below -1"
+    rule = _value_rule(name, base, metrics)
+    if rule is None or not values.size:
+        return
+    problem = rule(values.flat if isinstance(values, Cells) else values.ravel().tolist())
     if problem:
         raise UserError(str(path), f"tensor {name!r} {problem}", DAMAGED_FIX)
+
+
+def _outside_unit(flat: list) -> str | None:
+    # NaN compares False both ways: an empty cell is never outside
+    return "holds values outside [0, 1]" if any(v < 0 or v > 1 for v in flat) else None
+
+
+def _value_rule(name: str, base: str, metrics: list[str]):
+    """The check a tensor's values get (a function of the flat values returning the
+    problem or None), or None for tensors whose values any number may be."""
+    if base in metrics:
+        unit = base in UNIT_METRICS and not name.endswith("_std")
+
+        def metric_rule(flat: list) -> str | None:
+            if any(math.isinf(v) for v in flat):
+                return "holds infinite values"
+            return _outside_unit(flat) if unit else None
+        return metric_rule
+    if name in PROBABILITIES:
+        return _outside_unit
+    if name == "baseline_sign":
+        return lambda flat: ("holds signs other than -1, 0 and 1"
+                             if any(v not in (-1, 0, 1) for v in flat) else None)
+    if name == "labels":
+        return lambda flat: ("holds labels other than 0 and 1"
+                             if any(v not in (0, 1) for v in flat) else None)
+    if name in COUNT_NAMES + ("reliability_count",):
+        return lambda flat: "holds negative counts" if min(flat) < 0 else None
+    if name in ("test_rows", "train_rows"):
+        return lambda flat: "holds row numbers below -1" if min(flat) < -1 else None
+    return None
 
 
 def write_grid(out: Path, meta: dict, tensors: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:
@@ -405,6 +469,8 @@ def write_grid(out: Path, meta: dict, tensors: dict[str, np.ndarray], *, overwri
 
 
 def write_generalization(out: Path, meta: dict, auc: np.ndarray, *, overwrite: bool = False) -> Path:
+    import numpy as np
+
     with BundleWriter(out, "generalization", overwrite=overwrite) as writer:
         writer.write_json(GEN_META, {**meta, "id": writer.id})
         writer.write_tensors(GEN_TENSORS, {"auc": np.asarray(auc, dtype=np.float64)})

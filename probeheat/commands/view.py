@@ -95,11 +95,12 @@ def run(args: argparse.Namespace) -> int:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        check_metric(args.metric, check_paths(paths))
+        opened = check_paths(paths)
+        check_metric(args.metric, opened)
         from probeheat.tui.app import run_viewer
 
         gc.freeze()
     finally:
         if collecting:
             gc.enable()
-    return run_viewer(paths, metric=args.metric, vmin=args.vmin, vmax=args.vmax)
+    return run_viewer(paths, opened=opened, metric=args.metric, vmin=args.vmin, vmax=args.vmax)

@@ -144,7 +144,7 @@ def _not_significant(grid, diff, cells) -> np.ndarray | None:
 
 def baseline_rows(grid, most: int = 8) -> list[tuple[str, float]]:
     """The grid's best baselines (name, AUC), best first; refuses a grid without any."""
-    from ..probe.report import shown_baselines
+    from ..bundle.grid import shown_baselines
 
     info = grid.meta.get("baselines") or {}
     auc = grid.tensor("baseline_auc") if "baseline_auc" in grid.tensor_names else np.zeros(0)

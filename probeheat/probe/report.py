@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bundle.grid import GridValues
+from ..bundle.grid import GridValues, shown_baselines
 from .metrics import delong_paired
 
 
@@ -102,23 +102,6 @@ def _baseline_rows(grid, labels, rows, top) -> list[Row]:
         out.append(Row(shown, info.get("descriptions", {}).get(names[k], ""), float(auc[k]),
                        float(lo[k]), float(hi[k]), int(n[k]), p))
     out.sort(key=lambda r: -r.auc)
-    return out
-
-
-def shown_baselines(names: list[str], auc) -> list[tuple[int, str]]:
-    """(index, name to show) of the scored baselines, a probability statistic folded into
-    its log-probability twin when they order the examples alike (min, max and last always
-    do) and so have the same AUC: "(log)prob_min_exact"."""
-    out = []
-    for k, name in enumerate(names):
-        if np.isnan(auc[k]):
-            continue
-        if name.startswith("prob_") and f"log{name}" in names \
-                and auc[names.index(f"log{name}")] == auc[k]:
-            continue
-        twin = name[len("log"):] if name.startswith("logprob_") else None
-        folded = twin in names and auc[names.index(twin)] == auc[k]
-        out.append((k, f"(log){twin}" if folded else name))
     return out
 
 
