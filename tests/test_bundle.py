@@ -423,7 +423,20 @@ def test_verify_and_inspect_sound_bundles(sample_run, sample_grid):
     assert summary["positions"][0] == "last_q"
     summary = json.loads(cli("inspect", "--json", str(sample_grid)).stdout)
     assert summary["best_cell"]["layer"] in (0, 1, 2)
-    assert "best_cell" in cli("inspect", str(sample_grid)).stdout
+    table = cli("inspect", str(sample_grid)).stdout
+    assert "best_cell" in table and f"layer: {summary['best_cell']['layer']}" in table
+    assert '{"' not in table  # objects read as lines, not as JSON
+
+
+def test_inspect_shows_nested_values_as_they_read():
+    from probeheat.commands.inspect import shown
+
+    assert shown(["auc", "ece"]) == "auc, ece"
+    assert shown({"layer": 8, "interval": [0.8, 1.0], "null": {"median": 0.5, "k": 20}}) == (
+        "layer: 8\ninterval: [0.8, 1.0]\nnull: median 0.5 · k 20")
+    assert shown({"scored": {"len": {"auc": 0.6, "n": 40}}}) == "scored: len (auc 0.6 · n 40)"
+    assert shown({"absent": {"a": "no run", "b": "no column", "c": "no run"}}) == (
+        "absent: a, c: no run; b: no column")
 
 
 def test_import_probeheat_is_light():

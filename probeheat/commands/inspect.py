@@ -32,6 +32,28 @@ def run(args) -> int:
     table.add_column(style="bold")
     table.add_column()
     for key, value in summary.items():
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        table.add_row(key, shown(value))
     Console().print(table)
     return 0
+
+
+def shown(value, depth: int = 0) -> str:
+    """A summary value for the table: an object as one "key: value" line per key, nested
+    objects as "key value · key value" (in parentheses one level further down), lists of
+    numbers and names as they read; --json has the raw values."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if depth == 0:
+            return "\n".join(f"{k}: {shown(v, 1)}" for k, v in value.items())
+        if value and all(isinstance(v, str) for v in value.values()):  # name: reason
+            names: dict[str, list[str]] = {}
+            for k, v in value.items():
+                names.setdefault(v, []).append(k)
+            return "; ".join(f"{', '.join(ks)}: {v}" for v, ks in names.items())
+        inner = " · ".join(f"{k} {shown(v, depth + 1)}" for k, v in value.items())
+        return f"({inner})" if depth > 1 else inner
+    if isinstance(value, list):
+        items = ", ".join(shown(v, depth + 1) for v in value)
+        return items if depth == 0 else f"[{items}]"
+    return json.dumps(value)
