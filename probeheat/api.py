@@ -36,6 +36,7 @@ from .atomic import write_atomically
 from .bundle import Bundle, open_bundle
 from .bundle.records import Record
 from .errors import UserError
+from .progress import counted
 
 TABLE_COLUMNS = ("layer", "position", "metric", "value", "lo", "hi", "n", "spread", "reason")
 GEN_COLUMNS = ("train", "test", "metric", "value", "lo", "hi", "n")
@@ -124,7 +125,8 @@ class Run(_View):
         n, correct = self.n_examples, int(self.meta.get("n_correct", 0))
         accuracy = f" (accuracy {correct / n:.2f})" if n else ""
         sites = ", ".join(f"{len(v)} {k}" for k, v in self.sites.items())
-        return (f"model {self.bundle.model_id or '?'}, {n} examples{accuracy}, layers {sites}, "
+        return (f"model {self.bundle.model_id or '?'}, {counted(n, 'example')}{accuracy}, "
+                f"layers {sites}, "
                 f"{len(self.positions)} positions, d={self.bundle.hidden_size} {self.bundle.dtype}")
 
     def records(self):

@@ -161,6 +161,11 @@ class Progress:
         self._task = self._bar.add_task(self.label, total=self.total, info=self._info())
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 example", "2 examples": a count with its noun (plural with an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty())

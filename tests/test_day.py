@@ -128,3 +128,10 @@ def test_readmes_notebook_example_runs(tmp_path):
     assert "exact_answer" in done.stdout or "last_q" in done.stdout, done.stdout
     cv_auc = float(done.stdout.strip().splitlines()[-1])
     assert 0.0 <= cv_auc <= 1.0
+
+
+def test_counts_read_in_the_singular_and_the_plural():
+    from probeheat.progress import counted
+
+    assert [counted(n, "example") for n in (0, 1, 2)] == ["0 examples", "1 example",
+                                                          "2 examples"]

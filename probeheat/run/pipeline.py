@@ -21,7 +21,7 @@ from .. import __version__
 from ..bundle import RunAlreadyComplete, RunWriter
 from ..bundle.base import now_iso
 from ..errors import UserError
-from ..progress import Progress, Totals
+from ..progress import Progress, Totals, counted
 from .config import RunConfig, check_config, fingerprint, numpy_dtype, store_dtype
 from .distributed import Dist
 from .positions import prompt_lookback
@@ -324,9 +324,11 @@ def flush(writer: RunWriter, pending: Pending, n: int, bar: Progress) -> None:
     try:
         stem = writer.add_shard(*pending.take(n))
     except OSError as exc:
-        kept = len(writer.done_indices())
+        n_kept = len(writer.done_indices())
+        kept = "the example written so far is" if n_kept == 1 else \
+            f"the {counted(n_kept, 'example')} written so far are"
         raise UserError(str(writer.partial), f"cannot write a shard ({exc.strerror or exc}); "
-                        f"the {kept} examples written so far are kept",
+                        f"{kept} kept",
                         "free some space, then run the same command with --resume") from None
     bar.checkpoint(f"wrote {Path(stem).name}")
 
@@ -430,9 +432,9 @@ def report(ctx: RunContext, path: Path, totals: Totals, elapsed: float) -> None:
 
     run = open_run(path)
     n, correct = run.n_examples, int(run.meta.get("n_correct", 0))
-    session = (f"this session {totals.done} examples, accuracy "
+    session = (f"this session {counted(totals.done, 'example')}, accuracy "
                f"{totals.correct / max(totals.done, 1):.1%}, {elapsed:.1f} s")
-    lines = [f"wrote {path}: {n} examples, accuracy {correct / max(n, 1):.1%}"
+    lines = [f"wrote {path}: {counted(n, 'example')}, accuracy {correct / max(n, 1):.1%}"
              + (f" ({session}; {totals.done_before} resumed)" if totals.done_before
                 else f" ({elapsed:.1f} s)")]
     missing: dict[str, int] = {}
