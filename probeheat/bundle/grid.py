@@ -63,15 +63,24 @@ PROBABILITIES = ("baseline_auc", "baseline_auc_lo", "baseline_auc_hi", "baseline
 
 def best_index(values, lower: bool = False) -> tuple[int, int] | None:
     """(row, col) of the highest finite value (the lowest when ``lower``; the first in row
-    order on a tie), or None when no cell has one. ``values``: a matrix (a numpy array, or
-    tensorfile.Cells for readers that do not load numpy).
+    order on a tie), or None when no cell has one. ``values``: a numpy array, or
+    tensorfile.Cells for the readers that do not load numpy (the same answer, in Python).
 
     The one definition of "best cell" in probeheat: reports, the viewer and figures use it.
     """
+    if not isinstance(values, Cells):
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64)
+        values = -values if lower else values
+        finite = np.isfinite(values)
+        if values.size == 0 or not finite.any():
+            return None
+        i, j = np.unravel_index(np.argmax(np.where(finite, values, -np.inf)), values.shape)
+        return int(i), int(j)
     best, found = None, None
-    for i, row in enumerate(values.tolist()):
+    for i, row in enumerate(values.rows()):
         for j, value in enumerate(row):
-            value = float(value)
             if math.isfinite(value) and (best is None or (value < best if lower else value > best)):
                 best, found = value, (i, j)
     return found
@@ -213,23 +222,27 @@ class GridBundle(Bundle):
         check_values(name, values, self.metrics, path)
         return values
 
-    def cells(self, name: str):
-        """A tensor as Python numbers (tensorfile.Cells), checked as ``tensor`` checks it,
-        without loading numpy: what the viewer's first frame reads."""
+    def cells(self, name: str, *, numpy: bool = False):
+        """A tensor, read once and checked as ``tensor`` checks it (and, for the first
+        metric, every empty cell has its reason): as tensorfile.Cells, without loading
+        numpy (what the viewer's first frame reads), or with ``numpy`` as an array."""
         cache = self.__dict__.setdefault("_cells", {})
-        if name not in cache:
+        if (name, numpy) not in cache:
             path = self.member(GRID_TENSORS)
             if name not in self.tensor_names:
                 raise UserError(str(path), f"no tensor {name!r}",
                                 f"available: {', '.join(self.tensor_names)}")
-            dtype, shape = self._spec(self.header, name, path)
-            expect_tensor(self.header, name, path, dtype, shape)
-            values = self.header.values(name)
-            check_values(name, values, self.metrics, path)
+            if numpy:
+                values = self.tensor(name)
+            else:
+                dtype, shape = self._spec(self.header, name, path)
+                expect_tensor(self.header, name, path, dtype, shape)
+                values = self.header.values(name)
+                check_values(name, values, self.metrics, path)
             if name == self.metrics[0]:
                 self._check_empty_cells(values)
-            cache[name] = values
-        return cache[name]
+            cache[(name, numpy)] = values
+        return cache[(name, numpy)]
 
     def _spec(self, f, name: str, path: Path) -> tuple[str | None, list | None]:
         """(dtype, shape) FORMAT.md gives a grid tensor; (None, None) for tensors it does not
@@ -411,46 +424,53 @@ class GeneralizationBundle(Bundle):
 def check_values(name: str, values, metrics: list[str], path: Path) -> None:
     """Refuse values the format forbids: infinities in metrics, metrics of [0, 1] outside
     it, labels other than 0/1, negative counts, row numbers below -1. ``values``: a numpy
-    array or tensorfile.Cells (the same rules, over the values as Python numbers)."""
+    array (checked with numpy) or tensorfile.Cells (the same rules in Python)."""
     base = name.rsplit("_", 1)[0] if name.endswith(("_lo", "_hi", "_std")) else name
     base = base.removesuffix("_by_seed")
-    rule = _value_rule(name, base, metrics)
-    if rule is None or not values.size:
+    if not values.size:
         return
-    problem = rule(values.flat if isinstance(values, Cells) else values.ravel().tolist())
+    problem = None
+    check = _PYTHON_CHECKS if isinstance(values, Cells) else _numpy_checks()
+    values = values.flat if isinstance(values, Cells) else values
+    if base in metrics:
+        if check["inf"](values):
+            problem = "holds infinite values"
+        elif base in UNIT_METRICS and not name.endswith("_std") and check["outside"](values):
+            problem = "holds values outside [0, 1]"
+    elif name in PROBABILITIES and check["outside"](values):
+        problem = "holds values outside [0, 1]"
+    elif name == "baseline_sign" and check["not_in"](values, (-1, 0, 1)):
+        problem = "holds signs other than -1, 0 and 1"
+    elif name == "labels" and check["not_in"](values, (0, 1)):
+        problem = "holds labels other than 0 and 1"
+    elif name in COUNT_NAMES + ("reliability_count",) and check["min"](values) < 0:
+        problem = "holds negative counts"
+    elif name in ("test_rows", "train_rows") and check["min"](values) < -1:
+        problem = "holds row numbers below -1"
     if problem:
         raise UserError(str(path), f"tensor {name!r} {problem}", DAMAGED_FIX)
 
 
-def _outside_unit(flat: list) -> str | None:
-    # NaN compares False both ways: an empty cell is never outside
-    return "holds values outside [0, 1]" if any(v < 0 or v > 1 for v in flat) else None
+# The four tests check_values makes, over Python numbers (NaN compares False both ways:
+# an empty cell is never outside [0, 1]) and over numpy arrays (for the readers that load
+# numpy anyway, on tensors that can be large).
+_PYTHON_CHECKS = {
+    "inf": lambda flat: any(map(math.isinf, flat)),
+    "outside": lambda flat: any(v < 0 or v > 1 for v in flat),
+    "not_in": lambda flat, allowed: not set(flat) <= set(allowed),
+    "min": min,
+}
 
 
-def _value_rule(name: str, base: str, metrics: list[str]):
-    """The check a tensor's values get (a function of the flat values returning the
-    problem or None), or None for tensors whose values any number may be."""
-    if base in metrics:
-        unit = base in UNIT_METRICS and not name.endswith("_std")
+def _numpy_checks() -> dict:
+    import numpy as np
 
-        def metric_rule(flat: list) -> str | None:
-            if any(math.isinf(v) for v in flat):
-                return "holds infinite values"
-            return _outside_unit(flat) if unit else None
-        return metric_rule
-    if name in PROBABILITIES:
-        return _outside_unit
-    if name == "baseline_sign":
-        return lambda flat: ("holds signs other than -1, 0 and 1"
-                             if any(v not in (-1, 0, 1) for v in flat) else None)
-    if name == "labels":
-        return lambda flat: ("holds labels other than 0 and 1"
-                             if any(v not in (0, 1) for v in flat) else None)
-    if name in COUNT_NAMES + ("reliability_count",):
-        return lambda flat: "holds negative counts" if min(flat) < 0 else None
-    if name in ("test_rows", "train_rows"):
-        return lambda flat: "holds row numbers below -1" if min(flat) < -1 else None
-    return None
+    return {
+        "inf": lambda a: bool(np.isinf(a).any()),
+        "outside": lambda a: bool(((a < 0) | (a > 1)).any()),
+        "not_in": lambda a, allowed: not bool(np.isin(a, allowed).all()),
+        "min": lambda a: a.min(),
+    }
 
 
 def write_grid(out: Path, meta: dict, tensors: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:
