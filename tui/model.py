@@ -67,12 +67,6 @@ def column_headers(positions: list[str], width: int) -> list[str]:
     return heads
 
 
-def best_of(values, lower: bool = False) -> tuple[int, int] | None:
-    """(row, col) of the best finite value: the highest, or the lowest when ``lower``
-    (probeheat.bundle.grid.best_index)."""
-    return best_index(values, lower=lower)
-
-
 def head_layout(grid: GridBundle) -> dict | None:
     """A head grid's ``heads`` object, checked against its columns (``POSITION/hH``,
     position-major); None for other grids. A layout that does not match is a UserError."""
@@ -181,16 +175,16 @@ class GridModel:
             self._headers_checked = True
 
     def _cells(self, name: str) -> Cells | np.ndarray | None:
-        """A tensor of the grid as Python numbers (None when the grid lacks it)."""
+        """A tensor of the grid, as Cells or (a big grid) numpy; None when the grid lacks it."""
         self._check_headers()
         if name not in self.grid.tensor_names:
             return None
         return self.grid.cells(name, numpy=not self.light)
 
     @cached_property
-    def _counts(self) -> dict[str, Cells]:
-        return {name: self._cells(name) for name in COUNT_NAMES
-                if name in self.grid.tensor_names}
+    def _counts(self) -> dict[str, Cells | np.ndarray]:
+        return {name: values for name in COUNT_NAMES
+                if (values := self._cells(name)) is not None}
 
     @property
     def counts(self) -> dict[str, np.ndarray]:
@@ -220,7 +214,7 @@ class GridModel:
         cache = self.__dict__.setdefault("_best", {})
         key = (metric, self.head_position)
         if key not in cache:
-            cache[key] = best_of(self.values(metric), self.lower_is_better(metric))
+            cache[key] = best_index(self.values(metric), lower=self.lower_is_better(metric))
         return cache[key]
 
     def reliability(self, row: int, col: int) -> list[tuple[float, float, int]]:

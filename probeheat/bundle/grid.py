@@ -213,9 +213,7 @@ class GridBundle(Bundle):
     def tensor(self, name: str) -> np.ndarray:
         """A tensor of grid.safetensors, its dtype, shape and values checked against the
         format (FORMAT.md, grid.safetensors) before it is returned."""
-        path = self.member(GRID_TENSORS)
-        if name not in self.tensor_names:
-            raise UserError(str(path), f"no tensor {name!r}", f"available: {', '.join(self.tensor_names)}")
+        path = self._listed(name)
         with open_tensors(path) as f:
             dtype, shape = self._spec(f, name, path)
             values = get_tensor(f, name, path, dtype, shape)
@@ -228,13 +226,10 @@ class GridBundle(Bundle):
         numpy (what the viewer's first frame reads), or with ``numpy`` as an array."""
         cache = self.__dict__.setdefault("_cells", {})
         if (name, numpy) not in cache:
-            path = self.member(GRID_TENSORS)
-            if name not in self.tensor_names:
-                raise UserError(str(path), f"no tensor {name!r}",
-                                f"available: {', '.join(self.tensor_names)}")
             if numpy:
                 values = self.tensor(name)
             else:
+                path = self._listed(name)
                 dtype, shape = self._spec(self.header, name, path)
                 expect_tensor(self.header, name, path, dtype, shape)
                 values = self.header.values(name)
@@ -243,6 +238,14 @@ class GridBundle(Bundle):
                 self._check_empty_cells(values)
             cache[(name, numpy)] = values
         return cache[(name, numpy)]
+
+    def _listed(self, name: str) -> Path:
+        """grid.safetensors (checksum checked), after ``name`` was found in its header."""
+        path = self.member(GRID_TENSORS)
+        if name not in self.tensor_names:
+            raise UserError(str(path), f"no tensor {name!r}",
+                            f"available: {', '.join(self.tensor_names)}")
+        return path
 
     def _spec(self, f, name: str, path: Path) -> tuple[str | None, list | None]:
         """(dtype, shape) FORMAT.md gives a grid tensor; (None, None) for tensors it does not

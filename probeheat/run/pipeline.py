@@ -324,11 +324,10 @@ def flush(writer: RunWriter, pending: Pending, n: int, bar: Progress) -> None:
     try:
         stem = writer.add_shard(*pending.take(n))
     except OSError as exc:
-        n_kept = len(writer.done_indices())
-        kept = "the example written so far is" if n_kept == 1 else \
-            f"the {counted(n_kept, 'example')} written so far are"
+        kept = len(writer.done_indices())
         raise UserError(str(writer.partial), f"cannot write a shard ({exc.strerror or exc}); "
-                        f"{kept} kept",
+                        f"the {counted(kept, 'example')} written so far "
+                        f"{'is' if kept == 1 else 'are'} kept",
                         "free some space, then run the same command with --resume") from None
     bar.checkpoint(f"wrote {Path(stem).name}")
 
